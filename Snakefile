@@ -1,0 +1,27 @@
+"""TopK sparse autoencoders on continuous-thought (CODI) activations.
+
+raw JSON -> train/val PT splits -> (d, K) sweep at one site -> sweet spot -> every site -> plots.
+"""
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/sweep.smk"
+include: "rules/sites.smk"
+
+
+rule all:
+    input:
+        rules.analyze_sweep.output,
+        rules.collect_site_metrics.output,
+    default_target: True

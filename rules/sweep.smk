@@ -1,0 +1,55 @@
+SWEEP = config["sweep"]
+
+
+rule train_sweep_config:
+    input:
+        **SPLITS,
+        code=pkg(*TRAIN_MODULES),
+    output:
+        pt="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.pt",
+        json="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.json",
+    params:
+        train=config["train"],
+    wildcard_constraints:
+        pos=r"\d+",
+        layer=r"\d+",
+        d=r"\d+",
+        k=r"\d+",
+    log:
+        f"{LOGS}/sweep/pos{{pos}}_layer{{layer}}_d{{d}}_k{{k}}.log",
+    threads: config["resources"]["sweep_threads"]
+    resources:
+        mem_mb=2000,
+        runtime=60,
+        gpu=GPU,
+    conda:
+        "../envs/sae.yaml"
+    script:
+        "../scripts/train_sweep_config.py"
+
+
+checkpoint analyze_sweep:
+    input:
+        metrics=expand(
+            f"{SWEEP_DIR}/d{{d}}_k{{k}}.json",
+            zip,
+            d=[c["d"] for c in SWEEP["configs"]],
+            k=[c["k"] for c in SWEEP["configs"]],
+        ),
+        code=pkg("selection"),
+    output:
+        summary=f"{SWEEP_DIR}/analysis_summary.json",
+        table=f"{SWEEP_DIR}/analysis_summary.md",
+        choice=f"{SWEEP_DIR}/sweet_spot.json",
+    params:
+        min_ev=config["selection"]["min_explained_variance"],
+    log:
+        f"{LOGS}/analyze_sweep.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    conda:
+        "../envs/sae.yaml"
+    script:
+        "../scripts/analyze_sweep.py"

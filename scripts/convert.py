@@ -1,0 +1,12 @@
+"""Snakemake adapter: check the raw JSON and write the train/val splits."""
+
+from codi_sae.convert import convert_raw_json
+from codi_sae.jobs import run_job
+
+sm = snakemake  # noqa: F821 (set by Snakemake)
+run_job(
+    sm,
+    lambda: convert_raw_json(
+        sm.input.raw, sm.output.train, sm.output.val, sm.output.info, **sm.params.split
+    ),
+)

@@ -1,0 +1,26 @@
+"""SAE checkpoints in the seed's format: ``{"model_state_dict", "config", "metrics"}``."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .atomic import save_torch, write_json
+from .sae import TopKAutoencoder
+
+
+def save_sae(pt_path: str | os.PathLike, json_path: str | os.PathLike, state: dict, config: dict,
+             metrics: dict) -> None:
+    """The checkpoint (loads with ``weights_only=True``) and its config and metrics as JSON."""
+    save_torch(pt_path, {"model_state_dict": state, "config": config, "metrics": metrics})
+    write_json(json_path, {"config": config, "metrics": metrics})
+
+
+def load_sae(path: str | os.PathLike) -> tuple[TopKAutoencoder, dict]:
+    """The SAE of a checkpoint, in eval mode, and the whole checkpoint dict."""
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    cfg = ckpt["config"]
+    model = TopKAutoencoder(cfg["input_dim"], cfg["latent_dim"], cfg["k"])
+    model.load_state_dict(ckpt["model_state_dict"])
+    return model.eval(), ckpt

@@ -1,0 +1,269 @@
+"""Read a CODI extractor's raw JSON one sample at a time, checking every sample.
+
+The file is ``{"metadata": {...}, "samples": [{..., "thoughts": {"layer_0": [[H] x T], ...}}]}``
+and can be gigabytes: it is read in chunks and each sample is decoded on its own (by the C JSON
+decoder), so memory is bounded by one chunk and one sample, whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .errors import InputError
+
+CHUNK_CHARS = 1 << 24
+# A JSON value that is still incomplete when this much text follows it is malformed, not cut.
+MAX_VALUE_CHARS = 1 << 30
+_WS = " \t\n\r"
+_DECODER = json.JSONDecoder()
+METADATA_KEYS = ("layers", "n_tokens", "hidden_dim")
+SAMPLE_KEYS = ("id", "is_correct", "thoughts")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the metadata says about the activations' shape, plus the metadata itself."""
+
+    layers: tuple[int, ...]
+    n_positions: int
+    hidden_dim: int
+    metadata: dict
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One problem: its id, whether the model got it right, and its activations [L, T, H]."""
+
+    id: int
+    is_correct: bool
+    activations: np.ndarray
+
+
+class _Reader:
+    """A cursor over a JSON text file that decodes one value at a time."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        try:
+            self._file = open(path, encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{path}: raw JSON file not found") from None
+        except OSError as e:
+            raise InputError(f"{path}: cannot open raw JSON file: {e.strerror}") from None
+        self._buf = ""
+        self._pos = 0
+        self._offset = 0  # characters dropped from the front of the buffer
+        self._eof = False
+
+    def close(self) -> None:
+        self._file.close()
+
+    def _more(self) -> bool:
+        """Append the next chunk to the buffer; False at end of file."""
+        if self._eof:
+            return False
+        try:
+            chunk = self._file.read(CHUNK_CHARS)
+        except UnicodeDecodeError as e:
+            raise InputError(f"{self.path}: not UTF-8 text ({e.reason})") from None
+        if not chunk:
+            self._eof = True
+            return False
+        self._offset += self._pos
+        self._buf = self._buf[self._pos :] + chunk
+        self._pos = 0
+        return True
+
+    def where(self, pos: int | None = None) -> str:
+        """The file position of buffer index ``pos`` (default: the cursor), for messages."""
+        return f"character {self._offset + (self._pos if pos is None else pos)}"
+
+    def peek(self) -> str:
+        """The next non-whitespace character ('' at end of file), not consumed."""
+        while True:
+            buf, pos = self._buf, self._pos
+            while pos < len(buf) and buf[pos] in _WS:
+                pos += 1
+            self._pos = pos
+            if pos < len(buf):
+                return buf[pos]
+            if not self._more():
+                return ""
+
+    def expect(self, chars: str, what: str) -> str:
+        char = self.peek()
+        if not char or char not in chars:
+            found = repr(char) if char else "end of file"
+            raise InputError(f"{self.path}: invalid JSON at {self.where()}: expected {what}, found {found}")
+        self._pos += 1
+        return char
+
+    def value(self):
+        """Decode the next JSON value, reading more of the file until it is complete."""
+        self.peek()
+        while True:
+            # Leave room after the value so that a number cut by the chunk end is not taken whole.
+            if len(self._buf) - self._pos < 4096 and self._more():
+                continue
+            try:
+                value, end = _DECODER.raw_decode(self._buf, self._pos)
+            except json.JSONDecodeError as e:
+                cut = e.pos >= len(self._buf) - 256 or e.msg.startswith("Unterminated string")
+                if cut and len(self._buf) - self._pos < MAX_VALUE_CHARS and self._more():
+                    continue
+                raise InputError(f"{self.path}: invalid JSON at {self.where(e.pos)}: {e.msg}") from None
+            self._pos = end
+            return value
+
+    def key(self) -> str:
+        if self.peek() != '"':
+            self.expect('"', "an object key")
+        key = self.value()
+        self.expect(":", "':' after a key")
+        return key
+
+
+def _check_header(metadata, path: str) -> Header:
+    if not isinstance(metadata, dict):
+        raise InputError(f"{path}: 'metadata' must be an object")
+    for key in METADATA_KEYS:
+        if key not in metadata:
+            raise InputError(f"{path}: metadata has no '{key}' key")
+    layers, n_positions, hidden_dim = (metadata[k] for k in METADATA_KEYS)
+    if not (isinstance(layers, list) and layers and all(isinstance(v, int) for v in layers)):
+        raise InputError(f"{path}: metadata 'layers' must be a non-empty list of layer indices")
+    if len(set(layers)) != len(layers):
+        raise InputError(f"{path}: metadata 'layers' lists a layer twice: {layers}")
+    for key, value in (("n_tokens", n_positions), ("hidden_dim", hidden_dim)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{path}: metadata '{key}' must be a positive integer, not {value!r}")
+    n_layers = metadata.get("n_layers", len(layers))
+    if n_layers != len(layers):
+        raise InputError(f"{path}: metadata 'n_layers' is {n_layers} but 'layers' lists {len(layers)}")
+    return Header(tuple(layers), n_positions, hidden_dim, metadata)
+
+
+def _open_samples(path: str | os.PathLike) -> tuple[_Reader, Header]:
+    """Read up to the opening '[' of 'samples' (the metadata must come first)."""
+    reader = _Reader(path)
+    try:
+        reader.expect("{", "'{' at the start of the file")
+        metadata = None
+        while True:
+            key = reader.key()
+            if key == "metadata":
+                metadata = reader.value()
+            elif key == "samples":
+                if metadata is None:
+                    raise InputError(
+                        f"{path}: 'samples' comes before 'metadata'; the metadata must come first"
+                    )
+                reader.expect("[", "'[' opening the samples list")
+                return reader, _check_header(metadata, str(path))
+            else:
+                reader.value()
+            if reader.expect(",}", "',' or '}'") == "}":
+                raise InputError(f"{path}: the top-level object has no 'samples' key")
+    except BaseException:
+        reader.close()
+        raise
+
+
+def read_header(path: str | os.PathLike) -> Header:
+    """The metadata, read from the start of the file without touching the samples."""
+    reader, header = _open_samples(path)
+    reader.close()
+    return header
+
+
+def iter_samples(path: str | os.PathLike) -> Iterator[tuple[Header, Sample]]:
+    """Yield ``(header, sample)`` for every sample, each checked against the metadata."""
+    reader, header = _open_samples(path)
+    seen: dict[int, int] = {}
+    try:
+        if reader.peek() == "]":
+            raise InputError(f"{path}: 'samples' is empty")
+        index = 0
+        while True:
+            sample = _check_sample(reader.value(), index, header, reader.path)
+            if sample.id in seen:
+                raise InputError(
+                    f"{path}: sample #{index} has id {sample.id}, the same as sample #{seen[sample.id]}"
+                )
+            seen[sample.id] = index
+            yield header, sample
+            index += 1
+            if reader.expect(",]", "',' or ']' after a sample") == "]":
+                break
+        n_samples = header.metadata.get("n_samples", index)
+        if n_samples != index:
+            raise InputError(f"{path}: metadata 'n_samples' is {n_samples} but the file has {index} samples")
+    finally:
+        reader.close()
+
+
+def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
+    """The sample's activations as float32 [L, T, H], or an InputError naming what is wrong."""
+    if not isinstance(sample, dict):
+        raise InputError(f"{path}: sample #{index} is not an object")
+    for key in SAMPLE_KEYS:
+        if key not in sample:
+            raise InputError(f"{path}: sample #{index} has no '{key}' key")
+    sid, is_correct, thoughts = (sample[k] for k in SAMPLE_KEYS)
+    where = f"{path}: sample #{index} (id {sid!r})"
+    if not isinstance(sid, int) or isinstance(sid, bool):
+        raise InputError(f"{where}: 'id' must be an integer")
+    if not isinstance(is_correct, bool):
+        raise InputError(f"{where}: 'is_correct' must be true or false, not {is_correct!r}")
+    if not isinstance(thoughts, dict):
+        raise InputError(f"{where}: 'thoughts' must be an object of layers")
+    names = [f"layer_{layer}" for layer in header.layers]
+    extra = sorted(set(thoughts) - set(names))
+    if extra:
+        raise InputError(f"{where}: 'thoughts' has {extra[0]}, which the metadata's layers do not list")
+    T, H = header.n_positions, header.hidden_dim
+    out = np.empty((len(names), T, H), dtype=np.float32)
+    for li, name in enumerate(names):
+        rows = thoughts.get(name)
+        if rows is None:
+            raise InputError(f"{where}: 'thoughts' has no '{name}'")
+        if not isinstance(rows, list) or len(rows) != T:
+            n = len(rows) if isinstance(rows, list) else "no list of"
+            raise InputError(f"{where}: {name} has {n} positions, the metadata says n_tokens={T}")
+        for t, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != H:
+                n = len(row) if isinstance(row, list) else "no list of"
+                raise InputError(
+                    f"{where}: {name}, position {t} has {n} values, the metadata says hidden_dim={H}"
+                )
+        try:
+            out[li] = rows
+        except (TypeError, ValueError):
+            t, h, value = _first_bad_value(rows)
+            raise InputError(f"{where}: {name}, position {t}, dim {h} is {value!r}, not a number") from None
+    finite = np.isfinite(out)
+    if not finite.all():
+        li, t, h = np.argwhere(~finite)[0]
+        raw = thoughts[names[li]][t][h]
+        raise InputError(
+            f"{where}: {names[li]}, position {t}, dim {h} is {raw!r}, not a finite float32"
+        )
+    return Sample(sid, is_correct, out)
+
+
+def _first_bad_value(rows: list) -> tuple[int, int, object]:
+    for t, row in enumerate(rows):
+        for h, value in enumerate(row):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return t, h, value
+    raise AssertionError("no bad value found")  # pragma: no cover
+

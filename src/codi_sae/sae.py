@@ -1,0 +1,91 @@
+"""The seed's TopK sparse autoencoder, and a bank of same-shape ones trained as one model."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def topk_sparsify(pre: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the ``k`` entries of largest absolute value along the last dim, signs kept."""
+    idx = pre.abs().topk(k, dim=-1, sorted=False).indices
+    return torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx))
+
+
+def init_state(input_dim: int, latent_dim: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Weights as ``nn.Linear`` initialises them (uniform in +-1/sqrt(fan_in)), decoder columns unit norm."""
+
+    def uniform(shape, fan_in):
+        bound = 1.0 / math.sqrt(fan_in)
+        return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+
+    decoder = uniform((input_dim, latent_dim), latent_dim)
+    return {
+        "encoder.weight": uniform((latent_dim, input_dim), input_dim),
+        "encoder.bias": uniform((latent_dim,), input_dim),
+        "decoder.weight": decoder / decoder.norm(dim=0, keepdim=True),
+        "decoder.bias": uniform((input_dim,), latent_dim),
+    }
+
+
+class TopKAutoencoder(nn.Module):
+    """``encoder = Linear(H, d)``, TopK by magnitude, ``decoder = Linear(d, H)``: the seed's SAE.
+
+    Loads the workflow's checkpoints: ``model.load_state_dict(ckpt["model_state_dict"])``.
+    """
+
+    def __init__(self, input_dim: int, latent_dim: int, k: int):
+        super().__init__()
+        if not 0 < k <= latent_dim:
+            raise ValueError(f"k must be in 1..latent_dim={latent_dim}, not {k}")
+        self.input_dim, self.latent_dim, self.k = input_dim, latent_dim, k
+        self.encoder = nn.Linear(input_dim, latent_dim)
+        self.decoder = nn.Linear(latent_dim, input_dim)
+        with torch.no_grad():
+            self.decoder.weight /= self.decoder.weight.norm(dim=0, keepdim=True)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return topk_sparsify(self.encoder(x), self.k)
+
+    def forward(self, x: torch.Tensor):
+        """``(reconstruction, features, {"l0_mean", "reconstruction_loss"})``, as the seed returns."""
+        features = self.encode(x)
+        reconstruction = self.decoder(features)
+        stats = {
+            "l0_mean": (features != 0).sum(-1).float().mean().item(),
+            "reconstruction_loss": (reconstruction - x).pow(2).mean().item(),
+        }
+        return reconstruction, features, stats
+
+
+class SAEBank(nn.Module):
+    """``n`` TopK SAEs of one shape in stacked weights: one batched matmul serves them all.
+
+    Every member starts from the same seeded initialisation and sees the same batches, so
+    member ``s`` trains exactly as a lone SAE on its own data would.
+    """
+
+    def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int):
+        super().__init__()
+        if not 0 < k <= latent_dim:
+            raise ValueError(f"k must be in 1..latent_dim={latent_dim}, not {k}")
+        self.k = k
+        state = init_state(input_dim, latent_dim, torch.Generator().manual_seed(seed))
+        stack = lambda key: nn.Parameter(state[key].expand(n, *state[key].shape).clone())  # noqa: E731
+        self.enc_w, self.enc_b = stack("encoder.weight"), stack("encoder.bias")
+        self.dec_w, self.dec_b = stack("decoder.weight"), stack("decoder.bias")
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: [n, B, H] -> (reconstruction [n, B, H], features [n, B, d])."""
+        pre = torch.baddbmm(self.enc_b.unsqueeze(1), x, self.enc_w.transpose(1, 2))
+        features = topk_sparsify(pre, self.k)
+        reconstruction = torch.baddbmm(self.dec_b.unsqueeze(1), features, self.dec_w.transpose(1, 2))
+        return reconstruction, features
+
+    def member_state(self, s: int) -> dict[str, torch.Tensor]:
+        """Member ``s``'s weights under ``TopKAutoencoder``'s names, as standalone CPU tensors."""
+        pairs = (("encoder.weight", self.enc_w), ("encoder.bias", self.enc_b),
+                 ("decoder.weight", self.dec_w), ("decoder.bias", self.dec_b))
+        return {name: p[s].detach().to("cpu", copy=True).contiguous() for name, p in pairs}

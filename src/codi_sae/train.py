@@ -1,0 +1,122 @@
+"""Train TopK SAEs at one or many (position, layer) sites, batched, and save each one."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .checkpoint import save_sae
+from .data import load_split, site_rows
+from .errors import InputError
+from .metrics import BankStats
+from .sae import SAEBank
+
+log = logging.getLogger(__name__)
+RECIPE = "seed-topk"  # the seed's recipe: Linear encoder/decoder, TopK by |.|, MSE, Adam
+EVAL_ROWS = 1024
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 25
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 42
+    device: str = "auto"
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: CUDA when this job can see a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("train.device is 'cuda' but this job sees no CUDA device")
+    return torch.device(name)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings,
+             device: torch.device) -> tuple[SAEBank, float]:
+    """Train one SAE per leading slice of ``x`` [n, N, H]; returns the bank and seconds taken."""
+    n, N, H = x.shape
+    _sync(device)
+    start = time.perf_counter()
+    bank = SAEBank(n, H, latent_dim, k, settings.seed).to(device)
+    x = x.to(device)
+    order = torch.Generator().manual_seed(settings.seed)
+    opt = torch.optim.Adam(bank.parameters(), lr=settings.lr)
+    for epoch in range(settings.epochs):
+        perm = torch.randperm(N, generator=order).to(device)
+        total = torch.zeros(n, device=device)
+        for i in range(0, N, settings.batch_size):
+            xb = x.index_select(1, perm[i : i + settings.batch_size])
+            recon, _ = bank(xb)
+            loss = (recon - xb).pow(2).mean(dim=(1, 2))  # each SAE's own MSE
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+            total += loss.detach() * xb.shape[1]
+        if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == settings.epochs:
+            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, (total / N).mean())
+    _sync(device)
+    return bank, time.perf_counter() - start
+
+
+@torch.no_grad()
+def evaluate_bank(bank: SAEBank, x: torch.Tensor, device: torch.device) -> BankStats:
+    """Metrics sums of every member over the rows of ``x`` [n, N, H], in chunks."""
+    stats = BankStats(x.shape[0], bank.enc_w.shape[1])
+    for i in range(0, x.shape[1], EVAL_ROWS):
+        xb = x[:, i : i + EVAL_ROWS].to(device)
+        stats.update(xb, *bank(xb))
+    return stats
+
+
+def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
+                *, latent_dim: int, k: int, settings: TrainSettings, sites_per_batch: int,
+                threads: int | None = None, extra_config: dict | None = None) -> None:
+    """Train the SAE (``latent_dim``, ``k``) at each site; write ``outputs[i] = (pt, json)``.
+
+    Sites are trained ``sites_per_batch`` at a time as one batched model, each from the same
+    seed, so a site's result does not depend on which sites share its batch.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    device = pick_device(settings.device)
+    train, val = load_split(train_pt), load_split(val_pt)
+    H = train["activations"].shape[1]
+    if k > latent_dim:
+        raise InputError(f"k={k} is larger than the dictionary size d={latent_dim}")
+    log.info("training %d site(s), d=%d, k=%d on %s", len(sites), latent_dim, k, device)
+    for b in range(0, len(sites), sites_per_batch):
+        batch = sites[b : b + sites_per_batch]
+        x_train, x_val = site_rows(train, train_pt, batch), site_rows(val, val_pt, batch)
+        bank, seconds = fit_bank(x_train, latent_dim, k, settings, device)
+        val_stats = evaluate_bank(bank, x_val, device)
+        train_stats = evaluate_bank(bank, x_train, device)
+        results = val_stats.results(fired_elsewhere=train_stats.fired)
+        train_loss = train_stats.reconstruction_loss()
+        for s, ((position, layer), (pt, js)) in enumerate(zip(batch, outputs[b : b + sites_per_batch])):
+            config = {
+                "input_dim": H, "latent_dim": latent_dim, "k": k, "position": position, "layer": layer,
+                **asdict(settings), "device": str(device), "recipe": RECIPE,
+                "n_train": x_train.shape[1], "n_val": x_val.shape[1], "sites_trained_together": len(batch),
+                **(extra_config or {}),
+            }
+            metrics = {
+                **results[s],
+                "train_reconstruction_loss": float(train_loss[s]),
+                "train_time_sec": seconds / len(batch),
+                "batch_train_time_sec": seconds,
+                "epochs": settings.epochs,
+            }
+            save_sae(pt, js, bank.member_state(s), config, metrics)
+            log.info("pos %d layer %d: EV %.4f, death rate %.3f -> %s", position, layer,
+                     metrics["explained_variance"], metrics["feature_death_rate"], pt)

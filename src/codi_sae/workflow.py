@@ -1,0 +1,59 @@
+"""Parse-time facts for the Snakefile: the input's shape and the checks the schema cannot make.
+
+The shape comes from the demo settings or from the raw JSON's metadata, read from the start
+of the file in milliseconds, so every per-site output is known before any job runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .rawjson import read_header
+
+DEMO_JSON = "results/demo/synthetic_raw.json"
+DEMO_TRUTH = "results/demo/synthetic_ground_truth.pt"
+
+
+@dataclass(frozen=True)
+class DataShape:
+    raw_json: str
+    synthetic: bool
+    layers: tuple[int, ...]
+    n_positions: int
+    hidden_dim: int
+
+    @property
+    def sites(self) -> list[tuple[int, int]]:
+        """Every (position, layer) site, layer-major."""
+        return [(p, layer) for layer in self.layers for p in range(self.n_positions)]
+
+
+def data_shape(config: dict) -> DataShape:
+    """The raw JSON the workflow reads and its (layers, positions, hidden dim)."""
+    if not config["raw_json"]:
+        demo = config["demo"]
+        return DataShape(DEMO_JSON, True, tuple(range(demo["n_layers"])), demo["n_positions"], demo["hidden_dim"])
+    path = Path(config["raw_json"]).expanduser()
+    header = read_header(path)
+    return DataShape(str(path), bool(header.metadata.get("synthetic", False)), header.layers,
+                     header.n_positions, header.hidden_dim)
+
+
+def check_config(config: dict, shape: DataShape) -> None:
+    """Sweep site inside the data, every K <= d, no config twice."""
+    sweep = config["sweep"]
+    if sweep["position"] >= shape.n_positions:
+        raise InputError(f"sweep.position={sweep['position']} but the data has positions 0..{shape.n_positions - 1}")
+    if sweep["layer"] not in shape.layers:
+        raise InputError(f"sweep.layer={sweep['layer']} but the data has layers {list(shape.layers)}")
+    pairs = [(c["d"], c["k"]) for c in sweep["configs"]]
+    if len(set(pairs)) != len(pairs):
+        raise InputError(f"sweep.configs lists a (d, k) twice: {pairs}")
+    checks = [("sweep.configs", c) for c in sweep["configs"]]
+    if config["sites"].get("config"):
+        checks.append(("sites.config", config["sites"]["config"]))
+    for where, c in checks:
+        if c["k"] > c["d"]:
+            raise InputError(f"{where}: k={c['k']} is larger than d={c['d']}")
