@@ -18,10 +18,13 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/sweep.smk"
 include: "rules/sites.smk"
+include: "rules/plots.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.analyze_sweep.output,
         rules.collect_site_metrics.output,
-    default_target: True
+        rules.plot_sites.output,
+        rules.plot_sweep.output,

@@ -4,16 +4,16 @@ rule demo_data:
     output:
         raw=DEMO_JSON,
         truth=DEMO_TRUTH,
-    params:
-        demo=config["demo"],
     log:
         f"{LOGS}/demo_data.log",
+    conda:
+        "../envs/sae.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=60,
-    conda:
-        "../envs/sae.yaml"
+    params:
+        demo=config["demo"],
     script:
         "../scripts/demo_data.py"
 
@@ -26,15 +26,15 @@ rule convert:
         train=SPLITS["train"],
         val=SPLITS["val"],
         info="results/data/dataset.json",
-    params:
-        split=config["split"],
     log:
         f"{LOGS}/convert.log",
+    conda:
+        "../envs/sae.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/sae.yaml"
+    params:
+        split=config["split"],
     script:
         "../scripts/convert.py"

@@ -7,13 +7,6 @@ SITE_FILES = expand(
 )
 
 
-def sweet_spot_choice(wildcards):
-    """The sweep's choice; nothing when sites.config fixes the config."""
-    if SITES["config"]:
-        return []
-    return [checkpoints.analyze_sweep.get().output.choice]
-
-
 rule train_sites:
     input:
         **SPLITS,
@@ -22,20 +15,20 @@ rule train_sites:
     output:
         pt=[f"{s}.pt" for s in SITE_FILES],
         json=[f"{s}.json" for s in SITE_FILES],
-    params:
-        train={**config["train"], **SITES["train"]},
-        fixed=SITES["config"],
-        sites=DATA.sites,
-        sites_per_batch=SITES["sites_per_batch"],
     log:
         f"{LOGS}/train_sites.log",
+    conda:
+        "../envs/sae.yaml"
     threads: config["resources"]["sites_threads"]
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=GPU,
-    conda:
-        "../envs/sae.yaml"
+    params:
+        train={**config["train"], **SITES["train"]},
+        fixed=SITES["config"],
+        sites=DATA.sites,
+        sites_per_batch=SITES["sites_per_batch"],
     script:
         "../scripts/train_sites.py"
 
@@ -43,17 +36,17 @@ rule train_sites:
 rule collect_site_metrics:
     input:
         json=rules.train_sites.output.json,
-        dataset="results/data/dataset.json",
+        dataset=rules.convert.output.info,
         code=pkg("sites"),
     output:
         "results/sweet_spot/metrics_all.json",
     log:
         f"{LOGS}/collect_site_metrics.log",
+    conda:
+        "../envs/sae.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=10,
-    conda:
-        "../envs/sae.yaml"
     script:
         "../scripts/collect_site_metrics.py"

@@ -8,22 +8,22 @@ rule train_sweep_config:
     output:
         pt="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.pt",
         json="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.json",
-    params:
-        train=config["train"],
+    log:
+        f"{LOGS}/sweep/pos{{pos}}_layer{{layer}}_d{{d}}_k{{k}}.log",
     wildcard_constraints:
         pos=r"\d+",
         layer=r"\d+",
         d=r"\d+",
         k=r"\d+",
-    log:
-        f"{LOGS}/sweep/pos{{pos}}_layer{{layer}}_d{{d}}_k{{k}}.log",
+    conda:
+        "../envs/sae.yaml"
     threads: config["resources"]["sweep_threads"]
     resources:
         mem_mb=2000,
         runtime=60,
         gpu=GPU,
-    conda:
-        "../envs/sae.yaml"
+    params:
+        train=config["train"],
     script:
         "../scripts/train_sweep_config.py"
 
@@ -41,15 +41,15 @@ checkpoint analyze_sweep:
         summary=f"{SWEEP_DIR}/analysis_summary.json",
         table=f"{SWEEP_DIR}/analysis_summary.md",
         choice=f"{SWEEP_DIR}/sweet_spot.json",
-    params:
-        min_ev=config["selection"]["min_explained_variance"],
     log:
         f"{LOGS}/analyze_sweep.log",
+    conda:
+        "../envs/sae.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=10,
-    conda:
-        "../envs/sae.yaml"
+    params:
+        min_ev=config["selection"]["min_explained_variance"],
     script:
         "../scripts/analyze_sweep.py"

@@ -8,8 +8,6 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -37,6 +35,8 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:
-    """``torch.save`` atomically."""
+    """``torch.save`` atomically (torch is imported here, so plot jobs start without it)."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)

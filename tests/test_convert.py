@@ -1,0 +1,157 @@
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import raw_dict, write_raw
+
+from codi_sae.convert import convert_raw_json
+from codi_sae.data import load_split, site_rows
+from codi_sae.errors import InputError
+from codi_sae.rawjson import read_header
+from codi_sae.split import train_val_indices
+
+
+def convert(tmp_path, raw):
+    out = tmp_path / "out"
+    paths = (out / "train.pt", out / "val.pt", out / "dataset.json")
+    info = convert_raw_json(raw, *paths, train_fraction=0.8, seed=42)
+    return paths, info
+
+
+@pytest.mark.parametrize("indent", [2, None])
+def test_round_trip(tmp_path, indent):
+    obj = raw_dict(n=10, layers=(0, 4, 8), T=3, H=5)
+    raw = write_raw(tmp_path / "raw.json", obj, indent=indent)
+    (train_pt, val_pt, info_json), info = convert(tmp_path, raw)
+    train_idx, val_idx = train_val_indices(10, 0.8, 42)
+    for path, idx in ((train_pt, train_idx), (val_pt, val_idx)):
+        split = torch.load(path, weights_only=True)
+        samples = [obj["samples"][i] for i in idx]
+        expected = np.array([[s["thoughts"][f"layer_{l}"] for l in (0, 4, 8)] for s in samples], dtype=np.float32)
+        acts = split["activations"]
+        assert acts.dtype == torch.float32 and acts.shape == (len(idx) * 9, 5)
+        assert np.array_equal(acts.numpy(), expected.reshape(-1, 5))  # rows: problem, layer, position
+        meta = split["metadata"]
+        assert meta["problem_ids"][:9] == [samples[0]["id"]] * 9
+        assert meta["layers"][:9] == [0, 0, 0, 4, 4, 4, 8, 8, 8]
+        assert meta["positions"][:9] == [0, 1, 2] * 3
+        assert split["problems"]["ids"] == [s["id"] for s in samples]
+        assert split["problems"]["is_correct"] == [s["is_correct"] for s in samples]
+    assert json.loads(info_json.read_text()) == info
+    assert (info["n_train"], info["n_val"], info["layers"], info["n_positions"]) == (8, 2, [0, 4, 8], 3)
+    assert info["synthetic"] is False and info["model"] == "tiny-test-model"
+
+
+def test_site_rows_cut_out_one_site(tmp_path, raw_file):
+    raw, obj = raw_file
+    (train_pt, _, _), _ = convert(tmp_path, raw)
+    split = load_split(train_pt)
+    x = site_rows(split, train_pt, [(2, 1), (0, 0)])
+    train_idx, _ = train_val_indices(10, 0.8, 42)
+    expected = np.array([obj["samples"][i]["thoughts"]["layer_1"][2] for i in train_idx], dtype=np.float32)
+    assert x.shape == (2, 8, 8) and np.array_equal(x[0].numpy(), expected)
+
+
+def test_header_is_read_without_the_samples(tmp_path):
+    raw = tmp_path / "raw.json"
+    text = json.dumps(raw_dict(n=3), indent=2)
+    raw.write_text(text[: text.index('"samples"') + 20])  # the samples are cut off
+    header = read_header(raw)
+    assert (header.layers, header.n_positions, header.hidden_dim) == ((0, 1, 2), 4, 8)
+
+
+def _set(path):
+    """A mutation that sets obj[path...] = value."""
+
+    def mutate(value):
+        def apply(obj):
+            *parents, last = path
+            target = obj
+            for key in parents:
+                target = target[key]
+            target[last] = value
+
+        return apply
+
+    return mutate
+
+
+S3 = ["samples", 3]
+BAD_INPUTS = {
+    "metadata key missing": (lambda o: o["metadata"].pop("hidden_dim"), "metadata has no 'hidden_dim'"),
+    "samples key missing": (lambda o: o.pop("samples"), "no 'samples' key"),
+    "sample key missing": (lambda o: o["samples"][3].pop("is_correct"), "sample #3 (id 103) has no 'is_correct'"),
+    "layer missing": (lambda o: o["samples"][3]["thoughts"].pop("layer_2"), "sample #3 (id 103): 'thoughts' has no 'layer_2'"),
+    "extra layer": (_set(S3 + ["thoughts", "layer_7"])([[0.0] * 8] * 4), "has layer_7, which the metadata"),
+    "position count": (lambda o: o["samples"][3]["thoughts"]["layer_1"].pop(), "layer_1 has 3 positions, the metadata says n_tokens=4"),
+    "vector length": (lambda o: o["samples"][3]["thoughts"]["layer_1"][2].append(0.5), "layer_1, position 2 has 9 values, the metadata says hidden_dim=8"),
+    "NaN": (_set(S3 + ["thoughts", "layer_1", 2, 5])(float("nan")), "layer_1, position 2, dim 5 is nan, not a finite"),
+    "Infinity": (_set(S3 + ["thoughts", "layer_0", 0, 0])(float("-inf")), "layer_0, position 0, dim 0 is -inf"),
+    "float32 overflow": (_set(S3 + ["thoughts", "layer_0", 1, 2])(1e39), "layer_0, position 1, dim 2 is 1e+39"),
+    "string value": (_set(S3 + ["thoughts", "layer_2", 3, 7])("n/a"), "layer_2, position 3, dim 7 is 'n/a', not a number"),
+    "null value": (_set(S3 + ["thoughts", "layer_2", 0, 1])(None), "layer_2, position 0, dim 1 is None, not a number"),
+    "duplicate id": (_set(S3 + ["id"])(101), "sample #3 has id 101, the same as sample #1"),
+    "bad is_correct": (_set(S3 + ["is_correct"])("yes"), "'is_correct' must be true or false"),
+    "n_samples disagrees": (_set(["metadata", "n_samples"])(11), "'n_samples' is 11 but the file has 10 samples"),
+    "layers list bad": (_set(["metadata", "layers"])("0-2"), "'layers' must be a non-empty list"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_names_file_and_place_and_leaves_nothing(tmp_path, case):
+    mutate, message = BAD_INPUTS[case]
+    obj = copy.deepcopy(raw_dict())
+    mutate(obj)
+    raw = write_raw(tmp_path / "raw.json", obj)
+    with pytest.raises(InputError) as err:
+        convert(tmp_path, raw)
+    assert str(raw) in str(err.value) and message in str(err.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "expected '{' at the start"),
+        ('{"metadata": {"layers": [0], "n_tokens": 1, "hidden_dim": 2}, "samples": [', "ends early"),
+        ('{"metadata": {"layers": [0], "n_tokens": 1, "hidden_dim": 2}, "samples": []}', "'samples' is empty"),
+        ('{"samples": [], "metadata": {}}', "'samples' comes before 'metadata'"),
+        ("[1, 2]", "expected '{' at the start"),
+    ],
+)
+def test_broken_json_structure(tmp_path, text, message):
+    raw = tmp_path / "raw.json"
+    raw.write_text(text)
+    with pytest.raises(InputError, match=message):
+        convert(tmp_path, raw)
+
+
+def test_truncated_file_names_the_sample(tmp_path, raw_file):
+    raw, _ = raw_file
+    text = raw.read_bytes()
+    raw.write_bytes(text[: len(text) // 2])
+    with pytest.raises(InputError, match=r"never closed \(in sample #\d+\)"):
+        convert(tmp_path, raw)
+
+
+def test_invalid_json_inside_a_sample(tmp_path, raw_file):
+    raw, _ = raw_file
+    raw.write_text(raw.read_text().replace('"is_correct": false', '"is_correct": flase', 1))
+    with pytest.raises(InputError, match=r"invalid JSON at byte \d+: .* \(in sample #1\)"):
+        convert(tmp_path, raw)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="nope.json: raw JSON file not found"):
+        convert(tmp_path, tmp_path / "nope.json")
+
+
+def test_split_file_errors(tmp_path):
+    with pytest.raises(InputError, match="split file not found"):
+        load_split(tmp_path / "missing.pt")
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(InputError, match="torn.pt: not a readable split file"):
+        load_split(torn)

@@ -1,0 +1,112 @@
+"""Plots: files are written, valid, and work for odd shapes, missing cells and the synthetic flag."""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from codi_sae.errors import InputError
+from codi_sae.plots import plot_site_heatmaps, plot_sweep
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HEATMAP_STEMS = ("reconstruction_loss", "feature_death_rate", "explained_variance")
+
+
+def dataset(n_layers=12, n_positions=6, synthetic=True):
+    return {"source": "results/demo/synthetic_raw.json", "synthetic": synthetic,
+            "model": "gpt2-codi (synthetic demo)" if synthetic else "gpt2-codi", "dataset": "gsm8k",
+            "layers": list(range(n_layers)), "n_positions": n_positions, "hidden_dim": 768,
+            "n_problems": 1000, "n_train": 800, "n_val": 200, "accuracy": 0.44, "train_fraction": 0.8,
+            "split_seed": 42}
+
+
+def site_metrics(rng):
+    ev = float(rng.uniform(0.6, 0.99))
+    return {"explained_variance": ev, "explained_variance_std": ev - 0.08, "fvu": 1 - ev,
+            "reconstruction_loss": float(rng.uniform(0.001, 0.05)), "cosine_similarity": 0.97,
+            "l0_mean": 150.0, "l0_std": 0.0, "feature_death_rate": float(rng.uniform(0.0, 0.3)),
+            "num_dead_features": 21, "num_active_features": 491, "train_time_sec": 0.6, "epochs": 25}
+
+
+def metrics_all(n_layers=12, n_positions=6, synthetic=True, skip=()):
+    """metrics_all.json for every (layer, position) except those in ``skip``."""
+    rng = np.random.default_rng(0)
+    results = {str(layer): {str(p): site_metrics(rng) for p in range(n_positions) if (layer, p) not in skip}
+               for layer in range(n_layers)}
+    config = {"input_dim": 768, "latent_dim": 512, "k": 150, "epochs": 25, "batch_size": 256, "lr": 0.001,
+              "seed": 42, "device": "cpu", "recipe": "seed-topk", "n_train": 800, "n_val": 200,
+              "sites_trained_together": n_layers * n_positions}
+    return {"config": config, "dataset": dataset(n_layers, n_positions, synthetic),
+            "n_sites": n_layers * n_positions - len(skip), "results": results, "statistics": {}}
+
+
+def summary(qualified=True):
+    configs = []
+    for d in (256, 512, 1024):
+        for k in (50, 150, 300):
+            ev = 0.45 + 0.12 * np.log2(d / 256) + 0.09 * np.log2(k / 50) - (0 if qualified else 0.3)
+            configs.append({"d": d, "k": k, "sparsity": k / d, "explained_variance": float(ev),
+                            "feature_death_rate": 0.3 * (d / 1024) / (k / 50)})
+    configs.sort(key=lambda c: -c["explained_variance"])
+    configs = [{**c, "rank": i + 1} for i, c in enumerate(configs)]
+    best = configs[0]
+    return {"site": {"position": 3, "layer": 8},
+            "selection_rule": {"min_explained_variance": 0.7, "rule": "..."},
+            "sweet_spot": {"d": best["d"], "k": best["k"], "metrics": best},
+            "any_config_qualified": qualified, "rationale": "...", "configs": configs,
+            "comparison_table_markdown": "..."}
+
+
+def write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def check_png(path):
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
+
+
+def svg_text(path):
+    text = path.read_text()
+    assert ET.fromstring(text).tag == "{http://www.w3.org/2000/svg}svg" and len(text) > 5_000
+    return text
+
+
+@pytest.mark.parametrize("shape", [(7, 6), (1, 1)])
+def test_site_heatmaps_shapes(tmp_path, shape):
+    src = write(tmp_path / "metrics_all.json", metrics_all(*shape))
+    paths = plot_site_heatmaps(src, tmp_path / "plots")
+    assert sorted(paths) == sorted(tmp_path / "plots" / f"{s}.{ext}" for s in HEATMAP_STEMS for ext in ("png", "svg"))
+    for path in paths:
+        check_png(path) if path.suffix == ".png" else svg_text(path)
+    assert not list((tmp_path / "plots").glob(".*"))  # no temporary files left behind
+
+
+def test_site_heatmaps_missing_cell_and_flag(tmp_path):
+    src = write(tmp_path / "m.json", metrics_all(3, 2, synthetic=False, skip={(1, 0), (2, 1)}))
+    paths = plot_site_heatmaps(src, tmp_path)
+    ev_svg = svg_text(tmp_path / "explained_variance.svg")
+    assert "SYNTHETIC" not in ev_svg and "d=512, K=150" in ev_svg
+    assert len(paths) == 6
+    src = write(tmp_path / "s.json", metrics_all(2, 2, synthetic=True))
+    plot_site_heatmaps(src, tmp_path / "syn")
+    assert "SYNTHETIC DEMO DATA" in svg_text(tmp_path / "syn" / "feature_death_rate.svg")
+
+
+def test_site_heatmaps_bad_input(tmp_path):
+    with pytest.raises(InputError, match="results"):
+        plot_site_heatmaps(write(tmp_path / "m.json", {"config": {}}), tmp_path)
+
+
+@pytest.mark.parametrize("synthetic,qualified", [(True, True), (False, False)])
+def test_sweep_plot(tmp_path, synthetic, qualified):
+    s = write(tmp_path / "summary.json", summary(qualified))
+    d = write(tmp_path / "dataset.json", dataset(synthetic=synthetic))
+    plot_sweep(s, d, tmp_path / "sweep.png", tmp_path / "sweep.svg")
+    check_png(tmp_path / "sweep.png")
+    text = svg_text(tmp_path / "sweep.svg")
+    assert ("SYNTHETIC DEMO DATA" in text) == synthetic
+    assert "sweet spot" in text and "position 3, layer 8" in text
+    assert ("no config reaches" in text) == (not qualified)
