@@ -24,6 +24,7 @@ SPLITS = {
     "val": "results/data/val_activations.pt",
 }
 LOGS = "results/logs"
+BENCH = "results/benchmarks"  # time and peak memory of every job
 GPU = config["resources"]["gpu"]
 
 
@@ -43,3 +44,19 @@ def sweet_spot_choice(wildcards):
     if config["sites"]["config"]:
         return []
     return [checkpoints.analyze_sweep.get().output.choice]
+
+
+def after_sweet_spot(files):
+    """Input function giving ``files`` once the sweet spot is known.
+
+    The jobs after the per-site training take their input through it so that Snakemake
+    decides afresh whether they must run once the sweep's analysis (a checkpoint) has rerun:
+    an unchanged choice then reruns none of them.
+    """
+
+    def files_after_choice(wildcards):
+        if not config["sites"]["config"]:
+            checkpoints.analyze_sweep.get()
+        return list(files)
+
+    return files_after_choice

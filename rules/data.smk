@@ -6,6 +6,8 @@ rule demo_data:
         truth=DEMO_TRUTH,
     log:
         f"{LOGS}/demo_data.log",
+    benchmark:
+        f"{BENCH}/demo_data.tsv"
     conda:
         "../envs/sae.yaml"
     threads: 1
@@ -28,6 +30,8 @@ rule convert:
         info="results/data/dataset.json",
     log:
         f"{LOGS}/convert.log",
+    benchmark:
+        f"{BENCH}/convert.tsv"
     conda:
         "../envs/sae.yaml"
     threads: 1

@@ -3,13 +3,15 @@ HEATMAPS = ["reconstruction_loss", "feature_death_rate", "explained_variance"]
 
 rule plot_sites:
     input:
-        metrics=rules.collect_site_metrics.output[0],
+        metrics=after_sweet_spot(rules.collect_site_metrics.output),
         code=pkg("plots"),
     output:
         png=expand("results/plots/{metric}.png", metric=HEATMAPS),
         svg=expand("results/plots/{metric}.svg", metric=HEATMAPS),
     log:
         f"{LOGS}/plot_sites.log",
+    benchmark:
+        f"{BENCH}/plot_sites.tsv"
     conda:
         "../envs/plots.yaml"
     threads: 1
@@ -30,6 +32,8 @@ rule plot_sweep:
         svg="results/plots/sweep.svg",
     log:
         f"{LOGS}/plot_sweep.log",
+    benchmark:
+        f"{BENCH}/plot_sweep.tsv"
     conda:
         "../envs/plots.yaml"
     threads: 1

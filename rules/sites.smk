@@ -17,6 +17,8 @@ rule train_sites:
         json=[f"{s}.json" for s in SITE_FILES],
     log:
         f"{LOGS}/train_sites.log",
+    benchmark:
+        f"{BENCH}/train_sites.tsv"
     conda:
         "../envs/sae.yaml"
     threads: config["resources"]["sites_threads"]
@@ -35,13 +37,15 @@ rule train_sites:
 
 rule collect_site_metrics:
     input:
-        json=rules.train_sites.output.json,
+        json=after_sweet_spot(rules.train_sites.output.json),
         dataset=rules.convert.output.info,
         code=pkg("sites"),
     output:
         "results/sweet_spot/metrics_all.json",
     log:
         f"{LOGS}/collect_site_metrics.log",
+    benchmark:
+        f"{BENCH}/collect_site_metrics.tsv"
     conda:
         "../envs/sae.yaml"
     threads: 1

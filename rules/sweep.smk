@@ -10,6 +10,8 @@ rule train_sweep_config:
         json="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.json",
     log:
         f"{LOGS}/sweep/pos{{pos}}_layer{{layer}}_d{{d}}_k{{k}}.log",
+    benchmark:
+        f"{BENCH}/sweep/pos{{pos}}_layer{{layer}}_d{{d}}_k{{k}}.tsv"
     wildcard_constraints:
         pos=r"\d+",
         layer=r"\d+",
@@ -43,6 +45,8 @@ checkpoint analyze_sweep:
         choice=f"{SWEEP_DIR}/sweet_spot.json",
     log:
         f"{LOGS}/analyze_sweep.log",
+    benchmark:
+        f"{BENCH}/analyze_sweep.tsv"
     conda:
         "../envs/sae.yaml"
     threads: 1

@@ -18,8 +18,8 @@ they fire in the second half of the layers; accuracy comes out at roughly 45 %.
 The output is fully determined by the arguments: the same arguments give the same
 bytes on the same platform.  The JSON text is byte-identical to
 ``json.dump(obj, f, indent=2)`` but is written by hand, sample by sample (the indenting
-encoder of ``json`` is far too slow for ~10^8 floats), with the float formatting
-spread over worker processes.
+encoder of ``json`` is far too slow for ~10^7 floats); worker processes draw and
+format the samples, since turning floats into text is what takes the time.
 """
 
 from __future__ import annotations
@@ -53,13 +53,13 @@ _QUESTIONS = (
 
 def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positions=6,
                hidden_dim=768, n_features=None, seed=0, workers=None) -> None:
-    """Write a synthetic raw-JSON extraction to ``json_path`` and its ground truth to ``truth_path``.
+    """Write a synthetic raw-JSON extraction to ``json_path``, its ground truth to ``truth_path``.
 
     Sizes: ``n_problems`` samples, ``n_layers`` layers (``layer_0`` ...), ``n_positions``
     latent positions, ``hidden_dim`` floats per vector; ``n_features`` ground-truth
     directions per layer (default ``max(hidden_dim // 2, 3)``).  ``seed`` fixes every
-    random draw.  ``workers`` processes format the floats (default: the usable CPUs,
-    at most 8; 1 formats in this process); it does not change the output.
+    random draw.  ``workers`` processes draw and format the samples (default: the usable
+    CPUs, at most 8; 1 means in this process); the output does not depend on it.
 
     The ground truth (load with ``torch.load(path, weights_only=True)``) is a dict:
     ``synthetic`` (True), ``directions`` float32 [L, n_features, H] (unit rows),
@@ -117,8 +117,9 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
     with _atomic_output(json_path) as tmp, open(tmp, "wb") as out:
         out.write(b'{\n  "metadata": ' + _indent(json.dumps(metadata, indent=2), 2).encode()
                   + b',\n  "samples": [\n')
-        for i, (text, active_counts[i]) in enumerate(_sample_texts(model, jobs, workers)):
+        for i, (text, counts) in enumerate(_sample_texts(model, jobs, workers)):
             out.write(text if i == 0 else b",\n" + text)
+            active_counts[i] = counts
         out.write(b"\n  ]\n}")
 
     import torch  # here, not at the top: worker processes never need it
@@ -146,7 +147,8 @@ def _make_model(rng, n_layers, n_positions, hidden_dim, n_features):
     # Round to float32 once so the data are built from exactly the saved directions.
     directions = directions.astype(np.float32).astype(np.float64)
 
-    site_means = rng.standard_normal((n_layers, n_positions, hidden_dim)) * (1 + depth)[:, None, None]
+    site_means = rng.standard_normal((n_layers, n_positions, hidden_dim))
+    site_means *= (1 + depth)[:, None, None]
     massive_dims = rng.choice(hidden_dim, _N_MASSIVE, replace=False)
     massive = np.array([1.0, -0.6, 0.35]) * (20 + 280 * depth)[:, None]  # [L, 3]: tens to ~300
     site_means[:, :, massive_dims] = massive[:, None, :] * (
@@ -169,7 +171,7 @@ def _make_model(rng, n_layers, n_positions, hidden_dim, n_features):
 
     coef_scale = 2.0 + 4.0 * depth  # coefficients are coef_scale * LogNormal(0, 0.5)
     # Noise variance is a set fraction of the (approximate) signal variance of the site.
-    noise_fraction = np.where(odd, 0.03 + 0.12 * depth[:, None], 0.06 + 0.14 * depth[:, None])
+    noise_fraction = np.where(odd, 0.03 + 0.10 * depth[:, None], 0.05 + 0.12 * depth[:, None])
     signal_var = expected_k * (coef_scale**2 * np.exp(0.5))[:, None]
     noise_std = np.sqrt(noise_fraction / (1 - noise_fraction) * signal_var / hidden_dim)
 
@@ -187,7 +189,7 @@ def _make_problems(rng, model, n_problems, n_positions):
     strength = rng.lognormal(0.0, 0.5, (n_problems, 1, 1, _N_CORRECTNESS))
     fires = rng.random((n_problems, n_layers, n_positions, _N_CORRECTNESS)) < 0.6
     jitter = rng.lognormal(0.0, 0.25, fires.shape)
-    codes = np.where(uses & fires, strength * jitter, 0.0) * model["coef_scale"][None, :, None, None]
+    codes = np.where(uses & fires, strength * jitter, 0.0) * model["coef_scale"][:, None, None]
 
     # Logistic link on the standardised total activation in the second half of the layers.
     score = codes[:, n_layers // 2:].sum(axis=(1, 2, 3))
@@ -221,12 +223,14 @@ def _thoughts(rng, model, correctness_codes):
     coef = rng.lognormal(0.0, 0.5, fire.shape) * model["coef_scale"][:, None, None]
     codes = np.where(fire, coef, 0.0)
     codes[:, :, model["correctness_features"]] = correctness_codes
-    acts = model["site_means"] + rng.standard_normal(model["site_means"].shape) * model["noise_std"]
+    noise = rng.standard_normal(model["site_means"].shape) * model["noise_std"]
+    acts = model["site_means"] + noise
     # Sum only the active features: faster than a dense matmul, and no BLAS threads that
     # would compete with the formatting workers.
+    directions = model["directions"]
     for layer, position in np.ndindex(codes.shape[:2]):
         active = np.flatnonzero(codes[layer, position])
-        acts[layer, position] += codes[layer, position, active] @ model["directions"][layer, active]
+        acts[layer, position] += codes[layer, position, active] @ directions[layer, active]
     return acts.astype(np.float32), np.count_nonzero(codes, axis=2)
 
 
@@ -253,11 +257,13 @@ _worker_model = None  # the model, in a worker process of _sample_texts
 
 
 def _set_worker_model(model):
+    """Pool initializer: keep the model, so that jobs need not carry it."""
     global _worker_model
     _worker_model = model
 
 
 def _worker_sample_text(*job):
+    """``_sample_text`` in a pool worker."""
     return _sample_text(_worker_model, *job)
 
 
@@ -270,7 +276,7 @@ def _sample_text(model, head, correctness_codes, seed):
     """
     acts, active_counts = _thoughts(np.random.default_rng(seed), model, correctness_codes)
     layers = (f'        "layer_{layer}": [\n'
-              + ",\n".join("          [\n            " + _FLOAT_SEP.join(map(float.__repr__, v))
+              + ",\n".join("          [\n            " + _FLOAT_SEP.join(map(repr, v))
                            + "\n          ]" for v in vectors)
               + "\n        ]"
               for layer, vectors in enumerate(acts.tolist()))  # tolist(): exact float32 values
@@ -299,7 +305,7 @@ def _usable_cpus():
 
 @contextlib.contextmanager
 def _atomic_output(path):
-    """Yield a temporary path beside ``path``; rename it to ``path`` on success, delete it on error."""
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success, else delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -1,0 +1,278 @@
+"""Benchmark the seed's method against the workflow on the same raw JSON, in one run.
+
+    python benchmarks/run_benchmark.py [--quick] [--raw PATH] [--work DIR] [--results PATH]
+
+Every stage runs in its own process (wall time, and peak RSS from ``os.wait4``: the largest
+process of the stage's tree). Writes a Markdown report (default benchmarks/RESULTS.md), and
+results.json in the work dir; prints the table. Targets are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "src", "config", "envs", "profiles", "report")
+THREADS = 2
+BATCH = 256
+SEED_CONFIGS = [[512, 150], [512, 100], [384, 75], [256, 75], [256, 50], [192, 40], [256, 30], [192, 20]]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """The demo's size (``write_demo`` arguments) and the seed's settings, or a tiny version."""
+
+    name: str
+    demo: dict
+    sweep_site: tuple[int, int]  # (position, layer)
+    sweep_configs: list
+    sites_config: tuple[int, int]  # (d, k)
+    epochs: int
+
+
+FULL = Mode("full", {}, (3, 8), SEED_CONFIGS, (512, 150), 25)
+QUICK = Mode("quick", {"n_problems": 60, "n_layers": 3, "n_positions": 4, "hidden_dim": 64},
+             (3, 2), [[64, 16], [32, 8]], (64, 16), 2)
+
+
+def run_child(cmd: list[str], log: Path, cwd: Path | None = None) -> dict:
+    """Run ``cmd`` to completion, output to ``log``; its wall seconds and peak RSS in MB."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # ru_maxrss: the child and its descendants
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        sys.exit(f"failed (exit {proc.returncode}): {shlex.join(cmd)}\nsee {log}")
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024}
+
+
+def stage(work: Path, name: str, **kwargs) -> dict:
+    """Run one stage of benchmarks/stages.py in its own process; timing plus its result."""
+    logs = work / "logs"
+    usage = run_child([sys.executable, str(HERE / "stages.py"), name, json.dumps(kwargs), str(logs / f"{name}.json")],
+                      logs / f"{name}.log")
+    print(f"  {name}: {usage['seconds']:.1f} s, peak {usage['peak_mb']:.0f} MB", flush=True)
+    return {**usage, "result": json.loads((logs / f"{name}.json").read_text())}
+
+
+def run_workflow(work: Path, raw: Path, mode: Mode) -> dict:
+    """``snakemake --cores 2`` in a fresh copy of the workflow, then a no-op rerun; job peaks."""
+    wd = work / "workflow"
+    wd.mkdir()
+    for name in WORKFLOW_FILES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, wd / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif (REPO / name).exists():
+            shutil.copy2(REPO / name, wd / name)
+    (position, layer), (d, k) = mode.sweep_site, mode.sites_config
+    config = {"train": {"epochs": mode.epochs},
+              "sweep": {"position": position, "layer": layer,
+                        "configs": [{"d": cd, "k": ck} for cd, ck in mode.sweep_configs]},
+              "sites": {"config": {"d": d, "k": k}}}  # the seed trains d=512, K=150 at every site too
+    (wd / "benchmark.yaml").write_text(json.dumps(config, indent=2))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", str(THREADS), "--configfile", "benchmark.yaml",
+           "--config", f"raw_json={raw}"]
+    run = run_child(cmd, work / "logs" / "snakemake.log", cwd=wd)
+    print(f"  snakemake: {run['seconds']:.1f} s, peak {run['peak_mb']:.0f} MB", flush=True)
+    noop = run_child(cmd, work / "logs" / "snakemake-noop.log", cwd=wd)
+    print(f"  snakemake no-op: {noop['seconds']:.2f} s", flush=True)
+    return {"command": shlex.join(cmd[2:]), "run": run, "noop": noop,
+            "job_max_rss_mb": job_peaks(wd / "results" / "benchmarks")}
+
+
+def job_peaks(bench_dir: Path) -> dict[str, float | None]:
+    """``max_rss`` (MB) of every job's Snakemake benchmark TSV; None where it was not sampled."""
+    peaks = {}
+    for tsv in sorted(bench_dir.rglob("*.tsv")):
+        with open(tsv) as f:
+            row = next(csv.DictReader(f, delimiter="\t"))
+        peaks[str(tsv.relative_to(bench_dir))] = None if row["max_rss"] == "NA" else float(row["max_rss"])
+    return peaks
+
+
+def compare_ev(seed_metrics_all: Path, ours_dir: Path) -> dict:
+    """Per-site |EV ours - EV seed|: max and mean, plus each method's mean EV."""
+    seed, ours = [], []
+    for layer, by_pos in json.loads(seed_metrics_all.read_text())["results"].items():
+        for pos, metrics in by_pos.items():
+            seed.append(metrics["explained_variance"])
+            ours.append(json.loads((ours_dir / f"pos{pos}_layer{layer}.json").read_text())
+                        ["metrics"]["explained_variance"])
+    diffs = [abs(a - b) for a, b in zip(ours, seed)]
+    return {"n_sites": len(diffs), "max_abs_diff": max(diffs), "mean_abs_diff": statistics.fmean(diffs),
+            "seed_mean": statistics.fmean(seed), "ours_mean": statistics.fmean(ours)}
+
+
+def machine() -> dict:
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    with open("/proc/meminfo") as f:
+        mem_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(),
+            **{pkg: version(pkg) for pkg in ("torch", "numpy", "snakemake")}}
+
+
+def row(name, baseline="", ours="", ratio="", peak="", target="", met=None) -> dict:
+    return {"row": name, "baseline": baseline, "ours": ours, "ratio": ratio, "peak_mb": peak,
+            "target": target, "met": met}
+
+
+def build_rows(m: dict) -> list[dict]:
+    """The report's rows from the measurements ``m``."""
+    st, wf, ev, floor = m["stages"], m["workflow"], m["ev"], m["floor"]
+    conv_s, conv_o = st["seed-convert"], st["ours-convert"]
+    sites_s, sites_o = st["seed-sites"], st["ours-sites"]
+    seed_total = sum(st[s]["seconds"] for s in m["seed_pipeline"])
+    seed_peak = max(st[s]["peak_mb"] for s in m["seed_pipeline"])
+    jobs = {job: mb for job, mb in wf["job_max_rss_mb"].items() if mb is not None}
+    top = max(jobs, key=jobs.get) if jobs else None
+    speed = lambda a, b: f"{a['seconds'] / b['seconds']:.2f}x faster"  # noqa: E731
+    peaks = lambda a, b: f"{a['peak_mb']:.0f} / {b['peak_mb']:.0f}"  # noqa: E731
+    gpu = st.get("ours-sites-cuda")
+    n = ev["n_sites"]
+    return [
+        row("Conversion time", f"{conv_s['seconds']:.1f} s", f"{conv_o['seconds']:.1f} s", speed(conv_s, conv_o),
+            peaks(conv_s, conv_o), ">= 6x faster", conv_s["seconds"] >= 6 * conv_o["seconds"]),
+        row("Conversion peak memory", f"{conv_s['peak_mb']:.0f} MB", f"{conv_o['peak_mb']:.0f} MB",
+            target="ours <= 1024 MB", met=conv_o["peak_mb"] <= 1024),
+        row(f"Sites training ({n} sites)", f"{sites_s['seconds']:.1f} s", f"{sites_o['seconds']:.1f} s",
+            speed(sites_s, sites_o), peaks(sites_s, sites_o), ">= 2.5x faster",
+            sites_s["seconds"] >= 2.5 * sites_o["seconds"]),
+        row("FLOP floor", f"floor {floor['seconds']:.2f} s ({floor['tflop']:.3g} TFLOP at {floor['gflops']:.0f} GFLOP/s)",
+            f"{sites_o['seconds']:.1f} s (fit {sites_o['result']['fit_seconds']:.1f} s)",
+            f"{sites_o['seconds'] / floor['seconds']:.2f}x floor", target="ours <= 1.5x floor",
+            met=sites_o["seconds"] <= 1.5 * floor["seconds"]),
+        row("Explained variance", f"mean {ev['seed_mean']:.4f}", f"mean {ev['ours_mean']:.4f}",
+            f"max abs diff {ev['max_abs_diff']:.4f} (mean {ev['mean_abs_diff']:.4f})",
+            target="max abs diff <= 0.005",
+            met=ev["max_abs_diff"] <= 0.005),
+        row("End to end", f"{seed_total:.1f} s (sum of {len(m['seed_pipeline'])} stages)",
+            f"{wf['run']['seconds']:.1f} s (snakemake)", f"{seed_total / wf['run']['seconds']:.2f}x faster",
+            f"{seed_peak:.0f} / {wf['run']['peak_mb']:.0f}", ">= 3x faster",
+            seed_total >= 3 * wf["run"]["seconds"]),
+        row("No-op rerun", ours=f"{wf['noop']['seconds']:.2f} s", target="< 3 s", met=wf["noop"]["seconds"] < 3),
+        row("Max job RSS", ours=f"{jobs[top]:.0f} MB ({top})" if top else "no job sampled",
+            target="every job <= 2048 MB", met=jobs[top] <= 2048 if top else None),
+        row(f"GPU sites ({n} sites on CUDA, with loading)", ours=f"{gpu['seconds']:.1f} s" if gpu else "no CUDA device",
+            target="reported"),
+    ]
+
+
+def markdown_table(rows: list[dict]) -> str:
+    heads = ("Row", "Baseline (seed)", "Ours", "Ratio", "Peak MB seed / ours", "Target", "Met")
+    met = {True: "yes", False: "no", None: "-"}
+    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    lines += ["| " + " | ".join([r["row"], r["baseline"] or "-", r["ours"] or "-", r["ratio"] or "-",
+                                 r["peak_mb"] or "-", r["target"], met[r["met"]]]) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def report(m: dict, rows: list[dict]) -> str:
+    mach = m["machine"]
+    stage_lines = ["| Process | Seconds | Peak MB |", "|---|---|---|"]
+    stage_lines += [f"| {name} | {s['seconds']:.2f} | {s['peak_mb']:.0f} |" for name, s in m["stages"].items()]
+    stage_lines += [f"| snakemake (whole run) | {m['workflow']['run']['seconds']:.2f} | {m['workflow']['run']['peak_mb']:.0f} |",
+                    f"| snakemake (no-op) | {m['workflow']['noop']['seconds']:.2f} | {m['workflow']['noop']['peak_mb']:.0f} |"]
+    job_lines = ["| Snakemake job (benchmark TSV) | max_rss MB |", "|---|---|"]
+    job_lines += [f"| {job} | {'NA' if mb is None else f'{mb:.0f}'} |" for job, mb in m["workflow"]["job_max_rss_mb"].items()]
+    return "\n".join([
+        "# Benchmark: the seed's method vs the workflow", "",
+        f"- Date: {m['date']}",
+        f"- Command: `{m['command']}` ({m['mode']} mode)",
+        f"- Machine: {mach['cpu']}, {mach['cores']} cores, {mach['ram_gib']} GiB RAM; Python {mach['python']}, "
+        f"torch {mach['torch']}, numpy {mach['numpy']}, snakemake {mach['snakemake']}",
+        f"- Raw JSON: `{m['raw_json']}` ({m['raw_json_mb']:.0f} MB)",
+        f"- Workflow run: `{m['workflow']['command']}`",
+        f"- Matmul rate ({m['matmul']['threads']} threads, fp32): batched {m['matmul']['bmm_gflops']:.1f} GFLOP/s, "
+        f"plain {m['matmul']['mm_gflops']:.1f} GFLOP/s; the floor uses the higher",
+        "", markdown_table(rows),
+        "Peak MB: largest process RSS of each stage's process tree (`os.wait4`). Max job RSS: Snakemake's "
+        "benchmark TSVs, sampled about once a second, so short peaks can be missed. FLOP floor: sites x epochs "
+        "x train rows x 12 H d FLOP / matmul rate.", "",
+        "## Every timed process", "", *stage_lines, "", *job_lines, "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny demo, 2 sweep configs, 2 epochs (smoke test)")
+    parser.add_argument("--raw", type=Path, help="raw JSON to use (default: a synthetic demo, made once)")
+    parser.add_argument("--work", type=Path, default=HERE / "work", help="work dir (default: benchmarks/work)")
+    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md", help="Markdown report to write")
+    args = parser.parse_args(argv)
+    mode = QUICK if args.quick else FULL
+    work = args.work.resolve()
+    for sub in ("seed", "ours", "workflow", "logs"):
+        shutil.rmtree(work / sub, ignore_errors=True)
+    (work / "logs").mkdir(parents=True)
+    raw = args.raw.resolve() if args.raw else work / f"demo-{mode.name}.json"
+    if not raw.exists():
+        from codi_sae.synthetic import write_demo
+
+        print(f"writing the demo raw JSON {raw} (once)", flush=True)
+        write_demo(raw, raw.with_suffix(".truth.pt"), **mode.demo)
+
+    (position, layer), (d, k), epochs = mode.sweep_site, mode.sites_config, mode.epochs
+    seed_dir, ours_dir = work / "seed", work / "ours"
+    st = {}
+    print("stages:", flush=True)
+    st["ours-convert"] = stage(work, "ours-convert", raw_json=str(raw), out_dir=str(ours_dir / "data"))
+    info = st["ours-convert"]["result"]
+    n_sites, hidden = len(info["layers"]) * info["n_positions"], info["hidden_dim"]
+    st["matmul-rate"] = stage(work, "matmul-rate", n_sites=n_sites, batch=BATCH, hidden=hidden, latent=d, threads=THREADS)
+    st["seed-convert"] = stage(work, "seed-convert", raw_json=str(raw), out_dir=str(seed_dir))
+    st["seed-sweep"] = stage(work, "seed-sweep", data_dir=str(seed_dir), out_dir=str(seed_dir / "sweep"),
+                             position=position, layer=layer, configs=mode.sweep_configs, epochs=epochs)
+    st["seed-sites"] = stage(work, "seed-sites", data_dir=str(seed_dir), out_dir=str(seed_dir / "sites"),
+                             d=d, k=k, epochs=epochs)
+    st["seed-plots"] = stage(work, "seed-plots", metrics_all=str(seed_dir / "sites" / "metrics_all.json"),
+                             out_dir=str(seed_dir / "plots"))
+    sites_kwargs = {"data_dir": str(ours_dir / "data"), "d": d, "k": k, "epochs": epochs, "threads": THREADS}
+    st["ours-sites"] = stage(work, "ours-sites", out_dir=str(ours_dir / "sites"), **sites_kwargs)
+    matmul = st["matmul-rate"]["result"]
+    if matmul["cuda"]:
+        st["ours-sites-cuda"] = stage(work, "ours-sites-cuda", out_dir=str(ours_dir / "sites-cuda"), **sites_kwargs)
+    workflow = run_workflow(work, raw, mode)
+
+    gflops = max(matmul["bmm_gflops"], matmul["mm_gflops"])
+    flop = n_sites * epochs * info["n_train"] * 12 * hidden * d
+    m = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "command": shlex.join(["python", os.path.relpath(__file__, Path.cwd()), *(argv or sys.argv[1:])]),
+        "mode": mode.name, "settings": asdict(mode), "machine": machine(),
+        "raw_json": str(raw), "raw_json_mb": raw.stat().st_size / 2**20,
+        "stages": st, "matmul": matmul, "workflow": workflow,
+        "seed_pipeline": ["seed-convert", "seed-sweep", "seed-sites", "seed-plots"],
+        "floor": {"tflop": flop / 1e12, "gflops": gflops, "seconds": flop / (gflops * 1e9)},
+        "ev": compare_ev(seed_dir / "sites" / "metrics_all.json", ours_dir / "sites"),
+    }
+    rows = build_rows(m)
+    text = report(m, rows)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(text)
+    (work / "results.json").write_text(json.dumps({**m, "rows": rows}, indent=2))
+    print("\n" + markdown_table(rows))
+    print(f"wrote {args.results} and {work / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Smoke test of the benchmark: a --quick run writes every row to RESULTS.md and results.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROWS = ("Conversion time", "Conversion peak memory", "Sites training", "FLOP floor", "Explained variance",
+        "End to end", "No-op rerun", "Max job RSS", "GPU sites")
+
+
+@pytest.mark.slow
+def test_quick_benchmark_reports_every_row(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    cmd = [sys.executable, "benchmarks/run_benchmark.py", "--quick", "--work", str(tmp_path), "--results", str(results)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    report = results.read_text()
+    data = json.loads((tmp_path / "results.json").read_text())
+    names = [r["row"] for r in data["rows"]]
+    for name in ROWS:
+        assert any(n.startswith(name) for n in names), name
+        assert f"| {name}" in report and f"| {name}" in proc.stdout, name
+    for r in data["rows"]:
+        assert r["met"] in (True, False, None) and r["target"]
+    assert data["mode"] == "quick" and data["ev"]["n_sites"] == 12
+    assert data["workflow"]["job_max_rss_mb"], "no Snakemake benchmark TSV was read"
+    assert (tmp_path / "seed/plots/reconstruction_loss.png").exists()
+    assert (tmp_path / "seed/plots/feature_death_rate.png").exists()

@@ -1,0 +1,124 @@
+"""Tests for the synthetic demo extraction (codi_sae.synthetic)."""
+
+import json
+
+import pytest
+import torch
+
+from codi_sae import synthetic
+from codi_sae.errors import InputError
+from codi_sae.synthetic import write_demo
+
+SMALL = {"n_problems": 10, "n_layers": 3, "n_positions": 4, "hidden_dim": 16}
+METADATA_KEYS = ["model", "checkpoint", "n_samples", "n_correct", "n_incorrect", "accuracy",
+                 "layers", "n_layers", "n_tokens", "hidden_dim", "extraction_date", "dataset",
+                 "synthetic", "description", "generator"]
+SAMPLE_KEYS = ["id", "question", "ground_truth", "ground_truth_text", "prediction",
+               "prediction_text", "is_correct", "thoughts"]
+
+
+def _write(tmp_path, name="demo", **kwargs):
+    """Write a demo into tmp_path; return (json text, json path, truth path)."""
+    json_path, truth_path = tmp_path / f"{name}.json", tmp_path / f"{name}.pt"
+    write_demo(json_path, truth_path, **{**SMALL, **kwargs})
+    return json_path.read_text(encoding="utf-8"), json_path, truth_path
+
+
+def test_text_is_exactly_what_json_dump_writes(tmp_path):
+    text, json_path, _ = _write(tmp_path)
+    with open(json_path, encoding="utf-8") as f:
+        obj = json.load(f)
+    assert text == json.dumps(obj, indent=2)
+    assert '\\"' in text  # some question needs escaping
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.json", "demo.pt"]  # no temp file
+
+
+def test_same_arguments_give_same_bytes_and_seed_matters(tmp_path):
+    first, _, first_truth = _write(tmp_path, "a", workers=1)
+    second, _, second_truth = _write(tmp_path, "b", workers=2)
+    other, _, _ = _write(tmp_path, "c", seed=1)
+    assert first == second
+    assert other != first
+    a = torch.load(first_truth, weights_only=True)
+    b = torch.load(second_truth, weights_only=True)
+    for key in ("directions", "site_means", "correctness_features", "is_correct", "active_counts"):
+        assert torch.equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("shape", [SMALL, {"n_problems": 12, "n_layers": 7, "n_positions": 6,
+                                           "hidden_dim": 24}])
+def test_layout_and_metadata(tmp_path, shape):
+    text, _, _ = _write(tmp_path, **shape)
+    obj = json.loads(text)
+    assert list(obj) == ["metadata", "samples"]
+    meta, samples = obj["metadata"], obj["samples"]
+    assert list(meta) == METADATA_KEYS
+    n, n_layers, n_positions, hidden = (shape[k] for k in
+                                        ("n_problems", "n_layers", "n_positions", "hidden_dim"))
+    assert (meta["n_samples"], meta["n_layers"], meta["n_tokens"], meta["hidden_dim"]) == (
+        n, n_layers, n_positions, hidden)
+    assert meta["layers"] == list(range(n_layers))
+    assert meta["synthetic"] is True and "SYNTHETIC" in meta["description"]
+    assert meta["generator"]["seed"] == 0
+
+    assert len(samples) == n
+    n_correct = 0
+    for i, sample in enumerate(samples):
+        assert list(sample) == SAMPLE_KEYS
+        assert sample["id"] == i and sample["question"].startswith(f"Synthetic problem {i}: ")
+        assert (sample["prediction"] == sample["ground_truth"]) == sample["is_correct"]
+        assert sample["ground_truth_text"] == str(sample["ground_truth"])
+        assert list(sample["thoughts"]) == [f"layer_{layer}" for layer in range(n_layers)]
+        for vectors in sample["thoughts"].values():
+            assert len(vectors) == n_positions
+            assert all(len(v) == hidden and all(isinstance(x, float) for x in v) for v in vectors)
+        n_correct += sample["is_correct"]
+    assert (meta["n_correct"], meta["n_incorrect"]) == (n_correct, n - n_correct)
+    assert meta["accuracy"] == n_correct / n
+
+
+def test_ground_truth(tmp_path):
+    text, _, truth_path = _write(tmp_path, n_features=10)
+    meta = json.loads(text)["metadata"]
+    truth = torch.load(truth_path, weights_only=True)
+    assert truth["synthetic"] is True
+    assert truth["directions"].shape == (3, 10, 16) and truth["directions"].dtype == torch.float32
+    assert torch.allclose(truth["directions"].norm(dim=2), torch.ones(3, 10))
+    assert truth["site_means"].shape == (3, 4, 16) and truth["site_means"].dtype == torch.float32
+    features = truth["correctness_features"]
+    assert features.dtype == torch.int64 and len(set(features.tolist())) == 3
+    assert truth["is_correct"].dtype == torch.bool
+    assert truth["is_correct"].sum().item() == meta["n_correct"]
+    assert truth["active_counts"].shape == (10, 3, 4)
+    assert truth["config"] == meta["generator"]
+
+
+def test_accuracy_near_target_and_later_layers_busier(tmp_path):
+    _, _, truth_path = _write(tmp_path, n_problems=400, n_layers=4, n_positions=2, hidden_dim=128)
+    truth = torch.load(truth_path, weights_only=True)
+    assert 0.35 < truth["is_correct"].float().mean().item() < 0.55
+    counts = truth["active_counts"].float().mean(dim=0)  # [L, T]
+    assert (counts[-1] > counts[0]).all()
+    assert (counts[:, 0] > counts[:, 1]).all()  # even positions have more active features
+
+
+def test_bad_size_is_rejected(tmp_path):
+    with pytest.raises(InputError, match="n_layers"):
+        _write(tmp_path, n_layers=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_nothing_behind(tmp_path, monkeypatch):
+    calls = []
+
+    def failing_sample_text(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        return real_sample_text(*args)
+
+    real_sample_text = synthetic._sample_text
+    monkeypatch.setattr(synthetic, "_sample_text", failing_sample_text)
+    with pytest.raises(RuntimeError, match="boom"):
+        _write(tmp_path, workers=1)
+    assert list(tmp_path.iterdir()) == []

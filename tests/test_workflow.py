@@ -1,0 +1,201 @@
+"""End-to-end runs of the workflow on tiny data, in a copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import raw_dict, write_raw
+
+from codi_sae.sae import TopKAutoencoder
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "src", "config", "envs", "profiles", "report")
+TINY = """
+demo: {n_problems: 30, n_layers: 3, n_positions: 4, hidden_dim: 16}
+sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2}, {d: 16, k: 4}, {d: 24, k: 8}]}
+train: {epochs: 3, batch_size: 8}
+"""
+METRICS = {
+    "explained_variance", "explained_variance_std", "fvu", "reconstruction_loss", "cosine_similarity",
+    "l0_mean", "l0_std", "mean_activation", "max_activation", "median_activation", "feature_death_rate",
+    "num_dead_features", "num_active_features", "train_time_sec", "epochs",
+}
+
+
+def copy_workflow(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy2(src, dst / name)
+    return dst
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def ran(proc: subprocess.CompletedProcess) -> Counter:
+    """How many jobs of each rule a run executed."""
+    text = proc.stdout + proc.stderr
+    return Counter(re.findall(r"^(?:local)?(?:rule|checkpoint) (\w+):$", text, re.M))
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    wd = copy_workflow(tmp_path_factory.mktemp("demo"))
+    (wd / "tiny.yaml").write_text(TINY)
+    snakemake(wd, "--configfile", "tiny.yaml")
+    return wd
+
+
+def test_every_output_of_the_demo_run(demo_run):
+    wd = demo_run
+    raw = json.loads((wd / "results/demo/synthetic_raw.json").read_text())
+    assert raw["metadata"]["synthetic"] is True
+    truth = torch.load(wd / "results/demo/synthetic_ground_truth.pt", weights_only=True)
+    assert truth["synthetic"] is True
+
+    train = torch.load(wd / "results/data/train_activations.pt", weights_only=True)
+    val = torch.load(wd / "results/data/val_activations.pt", weights_only=True)
+    assert train["activations"].shape == (24 * 3 * 4, 16) and val["activations"].shape == (6 * 3 * 4, 16)
+    assert set(train["problems"]["ids"]).isdisjoint(val["problems"]["ids"])
+
+    sweep = wd / "results/sweep/pos1_layer2"
+    for d, k in ((8, 2), (16, 4), (24, 8)):
+        ckpt = torch.load(sweep / f"d{d}_k{k}.pt", weights_only=True)
+        assert (ckpt["config"]["latent_dim"], ckpt["config"]["k"]) == (d, k)
+        assert METRICS <= set(ckpt["metrics"])
+        assert json.loads((sweep / f"d{d}_k{k}.json").read_text())["metrics"] == ckpt["metrics"]
+    summary = json.loads((sweep / "analysis_summary.json").read_text())
+    choice = json.loads((sweep / "sweet_spot.json").read_text())
+    assert choice == {"d": summary["sweet_spot"]["d"], "k": summary["sweet_spot"]["k"]}
+    assert len(summary["configs"]) == 3 and summary["rationale"]
+    assert "| Rank |" in (sweep / "analysis_summary.md").read_text()
+
+    everything = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())
+    assert sorted(everything["results"]) == ["0", "1", "2"]
+    assert all(sorted(by_pos) == ["0", "1", "2", "3"] for by_pos in everything["results"].values())
+    assert everything["config"]["latent_dim"] == choice["d"] and everything["statistics"]["explained_variance"]
+    for layer in range(3):
+        for pos in range(4):
+            ckpt = torch.load(wd / f"results/sweet_spot/pos{pos}_layer{layer}.pt", weights_only=True)
+            cfg = ckpt["config"]
+            assert (cfg["position"], cfg["layer"], cfg["latent_dim"], cfg["k"]) == (pos, layer, choice["d"], choice["k"])
+            # the seed's Quick Start code loads it unchanged
+            sae = TopKAutoencoder(input_dim=16, latent_dim=cfg["latent_dim"], k=cfg["k"])
+            sae.load_state_dict(ckpt["model_state_dict"])
+            _, features, stats = sae(torch.randn(5, 16))
+            assert stats["l0_mean"] == choice["k"]
+            assert ckpt["metrics"] == everything["results"][str(layer)][str(pos)]
+
+    for name in ("reconstruction_loss", "feature_death_rate", "explained_variance", "sweep"):
+        assert (wd / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (wd / f"results/plots/{name}.svg").stat().st_size > 1000
+    assert (wd / "results/logs/train_sites.log").read_text()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_incremental_rebuilds(demo_run):
+    wd = demo_run
+    args = ("--configfile", "tiny.yaml")
+    assert ran(snakemake(wd, *args)) == Counter()
+
+    # an edited sweep entry whose result does not change the choice: that config and the analysis
+    choice_file = wd / "results/sweep/pos1_layer2/sweet_spot.json"
+    choice = json.loads(choice_file.read_text())
+    d, k = next((d, k) for d, k in ((8, 2), (16, 4), (24, 8)) if d != choice["d"])
+    edit(wd / "tiny.yaml", f"{{d: {d}, k: {k}}}", f"{{d: {d}, k: 1}}")  # k=1: worse, not chosen
+    jobs = ran(snakemake(wd, *args))
+    assert json.loads(choice_file.read_text()) == choice, "test premise: the choice stays"
+    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "all": 1})
+
+    # site training settings: the sites and their plots only
+    (wd / "tiny.yaml").write_text((wd / "tiny.yaml").read_text() + "sites: {train: {epochs: 2}}\n")
+    jobs = ran(snakemake(wd, *args))
+    assert jobs == Counter({"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "all": 1})
+
+    # the package's training code: every training job and what follows, not the data
+    with open(wd / "src/codi_sae/train.py", "a") as f:
+        f.write("\n# edited\n")
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["train_sweep_config"] == 3 and jobs["train_sites"] == 1
+    assert not jobs["convert"] and not jobs["demo_data"]
+
+    # the plotting code: the plots only
+    with open(wd / "src/codi_sae/plots.py", "a") as f:
+        f.write("\n# edited\n")
+    assert ran(snakemake(wd, *args)) == Counter({"plot_sites": 1, "plot_sweep": 1, "all": 1})
+
+
+def test_raw_json_of_another_shape(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    raw = write_raw(tmp_path / "llm.json", raw_dict(n=12, layers=tuple(range(7)), T=6, H=384))
+    (wd / "other.yaml").write_text(
+        f"raw_json: {raw}\n"
+        "sweep: {position: 5, layer: 6, configs: [{d: 32, k: 8}, {d: 64, k: 8}]}\n"
+        "train: {epochs: 2}\n"
+    )
+    snakemake(wd, "--configfile", "other.yaml")
+    everything = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())
+    assert sorted(map(int, everything["results"])) == list(range(7))
+    assert everything["n_sites"] == 42 and everything["config"]["input_dim"] == 384
+    assert not (wd / "results/demo").exists()
+    ckpt = torch.load(wd / "results/sweet_spot/pos5_layer6.pt", weights_only=True)
+    assert ckpt["model_state_dict"]["encoder.weight"].shape[1] == 384
+    assert (wd / "results/plots/explained_variance.png").exists()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("sweep: {position: 4, layer: 2}", "sweep.position=4 but the data has positions 0..3"),
+        ("sweep: {position: 1, layer: 3}", r"sweep.layer=3 but the data has layers \[0, 1, 2\]"),
+        ("sweep: {position: 1, layer: 2, configs: [{d: 8, k: 9}]}", "sweep.configs: k=9 is larger than d=8"),
+        ("sites: {config: {d: 4, k: 5}}\nsweep: {position: 1, layer: 2}", "sites.config: k=5 is larger than d=4"),
+        ("train: {epochs: 0}", "epochs"),
+        ("sweep: {configs: [{d: 8}]}", "'k' is a required property"),
+        ("raw_json: /no/such/file.json", "/no/such/file.json: raw JSON file not found"),
+    ],
+)
+def test_config_errors_stop_before_any_job(tmp_path, config, message):
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "bad.yaml").write_text("demo: {n_problems: 10, n_layers: 3, n_positions: 4, hidden_dim: 8}\n" + config)
+    proc = snakemake(wd, "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert re.search(message, proc.stdout + proc.stderr)
+    assert not (wd / "results").exists()
+
+
+def test_broken_raw_json_fails_cleanly(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    obj = raw_dict()
+    obj["samples"][4]["thoughts"]["layer_1"][2] = obj["samples"][4]["thoughts"]["layer_1"][2][:-1]
+    raw = write_raw(tmp_path / "broken.json", obj)
+    (wd / "bad.yaml").write_text(f"raw_json: {raw}\nsweep: {{position: 1, layer: 2, configs: [{{d: 8, k: 2}}]}}\n")
+    proc = snakemake(wd, "--configfile", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    expected = f"{raw}: sample #4 (id 104): layer_1, position 2 has 7 values, the metadata says hidden_dim=8"
+    assert expected in proc.stdout + proc.stderr
+    assert "Traceback" not in (wd / "results/logs/convert.log").read_text()
+    assert not any((wd / "results/data").glob("*"))
