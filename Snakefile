@@ -14,6 +14,9 @@ configfile: "config/config.yaml"
 validate(config, "config/config.schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/sweep.smk"
@@ -28,3 +31,4 @@ rule all:
         rules.collect_site_metrics.output,
         rules.plot_sites.output,
         rules.plot_sweep.output,
+        rules.report_tables.output,

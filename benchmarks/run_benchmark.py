@@ -66,10 +66,11 @@ def run_child(cmd: list[str], log: Path, cwd: Path | None = None) -> dict:
 def stage(work: Path, name: str, **kwargs) -> dict:
     """Run one stage of benchmarks/stages.py in its own process; timing plus its result."""
     logs = work / "logs"
-    usage = run_child([sys.executable, str(HERE / "stages.py"), name, json.dumps(kwargs), str(logs / f"{name}.json")],
+    result = logs / f"{name}.json"
+    usage = run_child([sys.executable, str(HERE / "stages.py"), name, json.dumps(kwargs), str(result)],
                       logs / f"{name}.log")
     print(f"  {name}: {usage['seconds']:.1f} s, peak {usage['peak_mb']:.0f} MB", flush=True)
-    return {**usage, "result": json.loads((logs / f"{name}.json").read_text())}
+    return {**usage, "result": json.loads(result.read_text())}
 
 
 def run_workflow(work: Path, raw: Path, mode: Mode) -> dict:
@@ -157,14 +158,14 @@ def build_rows(m: dict) -> list[dict]:
         row(f"Sites training ({n} sites)", f"{sites_s['seconds']:.1f} s", f"{sites_o['seconds']:.1f} s",
             speed(sites_s, sites_o), peaks(sites_s, sites_o), ">= 2.5x faster",
             sites_s["seconds"] >= 2.5 * sites_o["seconds"]),
-        row("FLOP floor", f"floor {floor['seconds']:.2f} s ({floor['tflop']:.3g} TFLOP at {floor['gflops']:.0f} GFLOP/s)",
+        row("FLOP floor",
+            f"floor {floor['seconds']:.2f} s ({floor['tflop']:.3g} TFLOP at {floor['gflops']:.0f} GFLOP/s)",
             f"{sites_o['seconds']:.1f} s (fit {sites_o['result']['fit_seconds']:.1f} s)",
             f"{sites_o['seconds'] / floor['seconds']:.2f}x floor", target="ours <= 1.5x floor",
             met=sites_o["seconds"] <= 1.5 * floor["seconds"]),
         row("Explained variance", f"mean {ev['seed_mean']:.4f}", f"mean {ev['ours_mean']:.4f}",
             f"max abs diff {ev['max_abs_diff']:.4f} (mean {ev['mean_abs_diff']:.4f})",
-            target="max abs diff <= 0.005",
-            met=ev["max_abs_diff"] <= 0.005),
+            target="max abs diff <= 0.005", met=ev["max_abs_diff"] <= 0.005),
         row("End to end", f"{seed_total:.1f} s (sum of {len(m['seed_pipeline'])} stages)",
             f"{wf['run']['seconds']:.1f} s (snakemake)", f"{seed_total / wf['run']['seconds']:.2f}x faster",
             f"{seed_peak:.0f} / {wf['run']['peak_mb']:.0f}", ">= 3x faster",
@@ -172,8 +173,8 @@ def build_rows(m: dict) -> list[dict]:
         row("No-op rerun", ours=f"{wf['noop']['seconds']:.2f} s", target="< 3 s", met=wf["noop"]["seconds"] < 3),
         row("Max job RSS", ours=f"{jobs[top]:.0f} MB ({top})" if top else "no job sampled",
             target="every job <= 2048 MB", met=jobs[top] <= 2048 if top else None),
-        row(f"GPU sites ({n} sites on CUDA, with loading)", ours=f"{gpu['seconds']:.1f} s" if gpu else "no CUDA device",
-            target="reported"),
+        row(f"GPU sites ({n} sites on CUDA, with loading)",
+            ours=f"{gpu['seconds']:.1f} s" if gpu else "no CUDA device", target="reported"),
     ]
 
 
@@ -187,13 +188,12 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def report(m: dict, rows: list[dict]) -> str:
-    mach = m["machine"]
+    mach, wf = m["machine"], m["workflow"]
+    processes = {**m["stages"], "snakemake (whole run)": wf["run"], "snakemake (no-op)": wf["noop"]}
     stage_lines = ["| Process | Seconds | Peak MB |", "|---|---|---|"]
-    stage_lines += [f"| {name} | {s['seconds']:.2f} | {s['peak_mb']:.0f} |" for name, s in m["stages"].items()]
-    stage_lines += [f"| snakemake (whole run) | {m['workflow']['run']['seconds']:.2f} | {m['workflow']['run']['peak_mb']:.0f} |",
-                    f"| snakemake (no-op) | {m['workflow']['noop']['seconds']:.2f} | {m['workflow']['noop']['peak_mb']:.0f} |"]
+    stage_lines += [f"| {name} | {s['seconds']:.2f} | {s['peak_mb']:.0f} |" for name, s in processes.items()]
     job_lines = ["| Snakemake job (benchmark TSV) | max_rss MB |", "|---|---|"]
-    job_lines += [f"| {job} | {'NA' if mb is None else f'{mb:.0f}'} |" for job, mb in m["workflow"]["job_max_rss_mb"].items()]
+    job_lines += [f"| {job} | {'NA' if mb is None else f'{mb:.0f}'} |" for job, mb in wf["job_max_rss_mb"].items()]
     return "\n".join([
         "# Benchmark: the seed's method vs the workflow", "",
         f"- Date: {m['date']}",
@@ -201,7 +201,7 @@ def report(m: dict, rows: list[dict]) -> str:
         f"- Machine: {mach['cpu']}, {mach['cores']} cores, {mach['ram_gib']} GiB RAM; Python {mach['python']}, "
         f"torch {mach['torch']}, numpy {mach['numpy']}, snakemake {mach['snakemake']}",
         f"- Raw JSON: `{m['raw_json']}` ({m['raw_json_mb']:.0f} MB)",
-        f"- Workflow run: `{m['workflow']['command']}`",
+        f"- Workflow run: `{wf['command']}`",
         f"- Matmul rate ({m['matmul']['threads']} threads, fp32): batched {m['matmul']['bmm_gflops']:.1f} GFLOP/s, "
         f"plain {m['matmul']['mm_gflops']:.1f} GFLOP/s; the floor uses the higher",
         "", markdown_table(rows),
@@ -238,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
     st["ours-convert"] = stage(work, "ours-convert", raw_json=str(raw), out_dir=str(ours_dir / "data"))
     info = st["ours-convert"]["result"]
     n_sites, hidden = len(info["layers"]) * info["n_positions"], info["hidden_dim"]
-    st["matmul-rate"] = stage(work, "matmul-rate", n_sites=n_sites, batch=BATCH, hidden=hidden, latent=d, threads=THREADS)
+    st["matmul-rate"] = stage(work, "matmul-rate", n_sites=n_sites, batch=BATCH, hidden=hidden, latent=d,
+                              threads=THREADS)
     st["seed-convert"] = stage(work, "seed-convert", raw_json=str(raw), out_dir=str(seed_dir))
     st["seed-sweep"] = stage(work, "seed-sweep", data_dir=str(seed_dir), out_dir=str(seed_dir / "sweep"),
                              position=position, layer=layer, configs=mode.sweep_configs, epochs=epochs)

@@ -6,7 +6,10 @@ rule plot_sites:
         metrics=after_sweet_spot(rules.collect_site_metrics.output),
         code=pkg("plots"),
     output:
-        png=expand("results/plots/{metric}.png", metric=HEATMAPS),
+        png=[
+            report(p, category="Per-site heatmaps", caption="../report/heatmap.rst")
+            for p in expand("results/plots/{metric}.png", metric=HEATMAPS)
+        ],
         svg=expand("results/plots/{metric}.svg", metric=HEATMAPS),
     log:
         f"{LOGS}/plot_sites.log",
@@ -18,6 +21,8 @@ rule plot_sites:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        synthetic=DATA.synthetic,
     script:
         "../scripts/plot_sites.py"
 
@@ -28,7 +33,9 @@ rule plot_sweep:
         dataset=rules.convert.output.info,
         code=pkg("plots"),
     output:
-        png="results/plots/sweep.png",
+        png=report(
+            "results/plots/sweep.png", category="Sweep", caption="../report/sweep.rst"
+        ),
         svg="results/plots/sweep.svg",
     log:
         f"{LOGS}/plot_sweep.log",
@@ -40,5 +47,40 @@ rule plot_sweep:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        synthetic=DATA.synthetic,
     script:
         "../scripts/plot_sweep.py"
+
+
+rule report_tables:
+    input:
+        summary=rules.analyze_sweep.output.summary,
+        metrics=after_sweet_spot(rules.collect_site_metrics.output),
+        dataset=rules.convert.output.info,
+        code=pkg("tables", "selection"),
+    output:
+        sweep=report(
+            "results/report/sweep.html",
+            category="Tables",
+            caption="../report/tables.rst",
+        ),
+        sites=report(
+            "results/report/sites.html",
+            category="Tables",
+            caption="../report/tables.rst",
+        ),
+    log:
+        f"{LOGS}/report_tables.log",
+    benchmark:
+        f"{BENCH}/report_tables.tsv"
+    conda:
+        "../envs/plots.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=10,
+    params:
+        synthetic=DATA.synthetic,
+    script:
+        "../scripts/report_tables.py"

@@ -17,7 +17,8 @@ ROWS = ("Conversion time", "Conversion peak memory", "Sites training", "FLOP flo
 @pytest.mark.slow
 def test_quick_benchmark_reports_every_row(tmp_path):
     results = tmp_path / "RESULTS.md"
-    cmd = [sys.executable, "benchmarks/run_benchmark.py", "--quick", "--work", str(tmp_path), "--results", str(results)]
+    cmd = [sys.executable, "benchmarks/run_benchmark.py", "--quick", "--work", str(tmp_path),
+           "--results", str(results)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

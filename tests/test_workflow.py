@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import uuid
 import subprocess
 import sys
 from collections import Counter
@@ -199,3 +200,51 @@ def test_broken_raw_json_fails_cleanly(tmp_path):
     assert expected in proc.stdout + proc.stderr
     assert "Traceback" not in (wd / "results/logs/convert.log").read_text()
     assert not any((wd / "results/data").glob("*"))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Clicks through the report's menu once its app has rendered; the page title says what was found.
+CLICK_THROUGH = """<script>
+function clickText(text) {
+  const el = [...document.querySelectorAll('#app *')].find(e => e.textContent.trim() === text);
+  if (!el) return false;
+  (el.querySelector('a,button') || el.closest('a,button') || el).click();
+  return true;
+}
+setTimeout(() => { document.title = 'category:' + clickText(%r); }, 500);
+setTimeout(() => { document.title += ' result:' + clickText(%r); }, 1500);
+</script>"""
+
+
+def browser_dom(page: Path) -> str:
+    """The DOM of ``page`` after headless Chromium has run its scripts."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={page.parent / uuid.uuid4().hex}", "--virtual-time-budget=6000"]
+    proc = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                          timeout=120)
+    return proc.stdout
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+@pytest.mark.parametrize(
+    "category, result",
+    [("Per-site heatmaps", f"results/plots/{m}.png") for m in ("explained_variance", "feature_death_rate",
+                                                                "reconstruction_loss")]
+    + [("Sweep", "results/plots/sweep.png")],
+)
+def test_report_shows_the_plots_in_a_browser(demo_run, category, result):
+    report = demo_run / "results/report.html"
+    if not report.exists():
+        snakemake(demo_run, "--configfile", "tiny.yaml", "--report", str(report))
+    html = report.read_text()
+    assert "results/report/sweep.html" in html and "results/report/sites.html" in html
+    page = demo_run / f"click_{uuid.uuid4().hex}.html"
+    head, tail = html.rsplit("</body>", 1)  # the app's code holds the string "</body>" too
+    page.write_text(head + CLICK_THROUGH % (category, result) + "</body>" + tail)
+    dom = browser_dom(page)
+    assert "<title>category:true result:true" in dom
+    app = dom[dom.index('<div id="app"') :]
+    assert "SYNTHETIC DEMO DATA" in app
+    name = result.rsplit("/", 1)[1]
+    assert re.search(rf'<img src="data:image/png;charset=utf8;filename={name};base64,iVBORw0KGgo', app)

@@ -67,9 +67,10 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
     ``is_correct`` bool [n_problems], ``active_counts`` int64 [n_problems, L, T]
     (active features per vector) and ``config`` (the generator parameters).
 
-    Both files are written to a temporary file beside the target and renamed into
-    place, so an interrupted run leaves neither a partial file nor a temporary one.
-    Raises ``InputError`` for sizes that are not positive integers.
+    Each file is written to a hidden temporary file beside its target and renamed into
+    place, so a failed run never leaves a partial file under the target name (and, unless
+    the process is killed outright, no temporary file either).  Raises ``InputError``
+    unless all sizes are positive integers, with ``hidden_dim`` and ``n_features`` >= 3.
     """
     for name, value, minimum in (("n_problems", n_problems, 1), ("n_layers", n_layers, 1),
                                  ("n_positions", n_positions, 1),
