@@ -17,6 +17,16 @@ validate(config, "config/config.schema.yaml")
 report: "report/workflow.rst"
 
 
+# Cheap jobs run where snakemake runs, never in a cluster queue.
+localrules:
+    all,
+    analyze_sweep,
+    collect_site_metrics,
+    plot_sites,
+    plot_sweep,
+    report_tables,
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/sweep.smk"

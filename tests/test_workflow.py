@@ -129,12 +129,12 @@ def test_incremental_rebuilds(demo_run):
     edit(wd / "tiny.yaml", f"{{d: {d}, k: {k}}}", f"{{d: {d}, k: 1}}")  # k=1: worse, not chosen
     jobs = ran(snakemake(wd, *args))
     assert json.loads(choice_file.read_text()) == choice, "test premise: the choice stays"
-    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "all": 1})
+    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "report_tables": 1, "all": 1})
 
     # site training settings: the sites and their plots only
     (wd / "tiny.yaml").write_text((wd / "tiny.yaml").read_text() + "sites: {train: {epochs: 2}}\n")
     jobs = ran(snakemake(wd, *args))
-    assert jobs == Counter({"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "all": 1})
+    assert jobs == Counter({"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "report_tables": 1, "all": 1})
 
     # the package's training code: every training job and what follows, not the data
     with open(wd / "src/codi_sae/train.py", "a") as f:
