@@ -10,7 +10,7 @@ rule demo_data:
         f"{BENCH}/demo_data.tsv"
     conda:
         "../envs/sae.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=2000,
         runtime=60,

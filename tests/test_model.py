@@ -1,5 +1,6 @@
 import torch
 
+from codi_sae.optim import Adam
 from codi_sae.sae import SAEBank, TopKAutoencoder, init_state, topk_sparsify
 from codi_sae.train import TrainSettings, fit_bank
 
@@ -30,7 +31,7 @@ def test_decoder_columns_unit_norm_at_init():
     state = init_state(16, 24, torch.Generator().manual_seed(1))
     assert torch.allclose(state["decoder.weight"].norm(dim=0), torch.ones(24), atol=1e-6)
     bank = SAEBank(3, 16, 24, 4, seed=1)
-    assert torch.allclose(bank.dec_w.norm(dim=1), torch.ones(3, 24), atol=1e-6)
+    assert torch.allclose(bank.dec_wt.norm(dim=2), torch.ones(3, 24), atol=1e-6)
 
 
 def test_bank_member_is_a_plain_topk_autoencoder():
@@ -72,3 +73,23 @@ def test_training_is_reproducible_and_learns():
     with torch.no_grad():
         err = lambda bank: (bank(x)[0] - x).pow(2).mean()  # noqa: E731
         assert err(a) < 0.5 * err(untrained)
+
+
+def test_adam_matches_torch_adam():
+    torch.manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(4, 5))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours, theirs = Adam([a], lr=1e-2), torch.optim.Adam([b], lr=1e-2)
+    for _ in range(5):
+        for p, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            (p.sin() * torch.arange(5.0)).sum().backward()
+            opt.step()
+    assert torch.allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_bank_weights_and_gradients_are_contiguous():
+    bank = SAEBank(3, 16, 8, 2, seed=0)
+    x = torch.randn(3, 5, 16)
+    bank(x)[0].pow(2).sum().backward()
+    assert all(p.is_contiguous() and p.grad.is_contiguous() for p in bank.parameters())

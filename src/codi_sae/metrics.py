@@ -48,9 +48,6 @@ class BankStats:
             self.active_values[s].append(z[s][active[s]].abs())
         self.fired |= active.any(1)
 
-    def reconstruction_loss(self) -> torch.Tensor:
-        return self.sse / self.elements
-
     def results(self, fired_elsewhere: torch.Tensor | None = None) -> list[dict]:
         """One metrics dict per SAE; ``fired_elsewhere`` adds features seen active on other data."""
         fired = self.fired if fired_elsewhere is None else self.fired | fired_elsewhere

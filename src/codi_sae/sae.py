@@ -64,7 +64,8 @@ class SAEBank(nn.Module):
     """``n`` TopK SAEs of one shape in stacked weights: one batched matmul serves them all.
 
     Every member starts from the same seeded initialisation and sees the same batches, so
-    member ``s`` trains exactly as a lone SAE on its own data would.
+    member ``s`` trains exactly as a lone SAE on its own data would. Weights are stored
+    transposed ([n, H, d] and [n, d, H]) so that the matmuls' gradients need no copies.
     """
 
     def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int):
@@ -73,19 +74,25 @@ class SAEBank(nn.Module):
             raise ValueError(f"k must be in 1..latent_dim={latent_dim}, not {k}")
         self.k = k
         state = init_state(input_dim, latent_dim, torch.Generator().manual_seed(seed))
-        stack = lambda key: nn.Parameter(state[key].expand(n, *state[key].shape).clone())  # noqa: E731
-        self.enc_w, self.enc_b = stack("encoder.weight"), stack("encoder.bias")
-        self.dec_w, self.dec_b = stack("decoder.weight"), stack("decoder.bias")
+        stack = lambda t: nn.Parameter(t.expand(n, *t.shape).contiguous())  # noqa: E731
+        self.enc_wt, self.enc_b = stack(state["encoder.weight"].T), stack(state["encoder.bias"])
+        self.dec_wt, self.dec_b = stack(state["decoder.weight"].T), stack(state["decoder.bias"])
+
+    @property
+    def latent_dim(self) -> int:
+        return self.enc_wt.shape[2]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [n, B, H] -> (reconstruction [n, B, H], features [n, B, d])."""
-        pre = torch.baddbmm(self.enc_b.unsqueeze(1), x, self.enc_w.transpose(1, 2))
-        features = topk_sparsify(pre, self.k)
-        reconstruction = torch.baddbmm(self.dec_b.unsqueeze(1), features, self.dec_w.transpose(1, 2))
-        return reconstruction, features
+        features = topk_sparsify(torch.baddbmm(self.enc_b.unsqueeze(1), x, self.enc_wt), self.k)
+        return torch.baddbmm(self.dec_b.unsqueeze(1), features, self.dec_wt), features
 
     def member_state(self, s: int) -> dict[str, torch.Tensor]:
         """Member ``s``'s weights under ``TopKAutoencoder``'s names, as standalone CPU tensors."""
-        pairs = (("encoder.weight", self.enc_w), ("encoder.bias", self.enc_b),
-                 ("decoder.weight", self.dec_w), ("decoder.bias", self.dec_b))
-        return {name: p[s].detach().to("cpu", copy=True).contiguous() for name, p in pairs}
+        own = lambda t: t.detach().to("cpu", copy=True).contiguous()  # noqa: E731
+        return {
+            "encoder.weight": own(self.enc_wt[s].T),
+            "encoder.bias": own(self.enc_b[s]),
+            "decoder.weight": own(self.dec_wt[s].T),
+            "decoder.bias": own(self.dec_b[s]),
+        }

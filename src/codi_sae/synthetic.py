@@ -134,8 +134,9 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
         "active_counts": torch.from_numpy(active_counts),
         "config": config,
     }
-    with _atomic_output(truth_path) as tmp:
-        torch.save(truth, tmp)
+    # A file object, not a path: torch.save would record the temporary file's name.
+    with _atomic_output(truth_path) as tmp, open(tmp, "wb") as out:
+        torch.save(truth, out)
 
 
 def _make_model(rng, n_layers, n_positions, hidden_dim, n_features):

@@ -7,16 +7,18 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .checkpoint import save_sae
 from .data import load_split, site_rows
 from .errors import InputError
 from .metrics import BankStats
+from .optim import Adam
 from .sae import SAEBank
 
 log = logging.getLogger(__name__)
 RECIPE = "seed-topk"  # the seed's recipe: Linear encoder/decoder, TopK by |.|, MSE, Adam
-EVAL_ROWS = 1024
+EVAL_ROWS = 256  # rows per evaluation chunk, for every SAE of a bank at once
 
 
 @dataclass(frozen=True)
@@ -51,32 +53,46 @@ def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings,
     bank = SAEBank(n, H, latent_dim, k, settings.seed).to(device)
     x = x.to(device)
     order = torch.Generator().manual_seed(settings.seed)
-    opt = torch.optim.Adam(bank.parameters(), lr=settings.lr)
+    opt = Adam(bank.parameters(), lr=settings.lr)
     for epoch in range(settings.epochs):
         perm = torch.randperm(N, generator=order).to(device)
-        total = torch.zeros(n, device=device)
+        total = 0.0
         for i in range(0, N, settings.batch_size):
             xb = x.index_select(1, perm[i : i + settings.batch_size])
             recon, _ = bank(xb)
-            loss = (recon - xb).pow(2).mean(dim=(1, 2))  # each SAE's own MSE
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
+            # The sum of every SAE's own MSE (all have B x H elements): each gets its own gradient.
+            loss = F.mse_loss(recon, xb, reduction="sum") / (xb.shape[1] * H)
+            opt.zero_grad()
+            loss.backward()
             opt.step()
-            total += loss.detach() * xb.shape[1]
+            total += loss.item() * xb.shape[1]
         if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == settings.epochs:
-            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, (total / N).mean())
+            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, total / N / n)
     _sync(device)
     return bank, time.perf_counter() - start
 
 
 @torch.no_grad()
 def evaluate_bank(bank: SAEBank, x: torch.Tensor, device: torch.device) -> BankStats:
-    """Metrics sums of every member over the rows of ``x`` [n, N, H], in chunks."""
-    stats = BankStats(x.shape[0], bank.enc_w.shape[1])
+    """Every metric's sums, for every member, over the rows of ``x`` [n, N, H], in chunks."""
+    stats = BankStats(x.shape[0], bank.latent_dim)
     for i in range(0, x.shape[1], EVAL_ROWS):
         xb = x[:, i : i + EVAL_ROWS].to(device)
         stats.update(xb, *bank(xb))
     return stats
+
+
+@torch.no_grad()
+def fired_and_mse(bank: SAEBank, x: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which features fire on any row of ``x`` [n, N, H] ([n, d]), and each member's MSE ([n])."""
+    fired = torch.zeros(x.shape[0], bank.latent_dim, dtype=torch.bool, device=device)
+    sse = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
+    for i in range(0, x.shape[1], EVAL_ROWS):
+        xb = x[:, i : i + EVAL_ROWS].to(device)
+        recon, z = bank(xb)
+        fired |= (z != 0).any(1)
+        sse += (recon - xb).pow(2).sum((1, 2), dtype=torch.float64)
+    return fired.cpu(), (sse / (x.shape[1] * x.shape[2])).cpu()
 
 
 def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
@@ -99,10 +115,8 @@ def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], output
         batch = sites[b : b + sites_per_batch]
         x_train, x_val = site_rows(train, train_pt, batch), site_rows(val, val_pt, batch)
         bank, seconds = fit_bank(x_train, latent_dim, k, settings, device)
-        val_stats = evaluate_bank(bank, x_val, device)
-        train_stats = evaluate_bank(bank, x_train, device)
-        results = val_stats.results(fired_elsewhere=train_stats.fired)
-        train_loss = train_stats.reconstruction_loss()
+        fired_train, train_loss = fired_and_mse(bank, x_train, device)
+        results = evaluate_bank(bank, x_val, device).results(fired_elsewhere=fired_train)
         for s, ((position, layer), (pt, js)) in enumerate(zip(batch, outputs[b : b + sites_per_batch])):
             config = {
                 "input_dim": H, "latent_dim": latent_dim, "k": k, "position": position, "layer": layer,
