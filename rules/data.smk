@@ -34,7 +34,7 @@ rule convert:
         f"{BENCH}/convert.tsv"
     conda:
         "../envs/sae.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=60,

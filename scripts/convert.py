@@ -7,6 +7,11 @@ sm = snakemake  # noqa: F821 (set by Snakemake)
 run_job(
     sm,
     lambda: convert_raw_json(
-        sm.input.raw, sm.output.train, sm.output.val, sm.output.info, **sm.params.split
+        sm.input.raw,
+        sm.output.train,
+        sm.output.val,
+        sm.output.info,
+        workers=sm.threads,
+        **sm.params.split,
     ),
 )

@@ -44,6 +44,28 @@ def test_round_trip(tmp_path, indent):
     assert info["synthetic"] is False and info["model"] == "tiny-test-model"
 
 
+def test_parallel_parsing_gives_the_same_files(tmp_path):
+    raw = write_raw(tmp_path / "raw.json", raw_dict(n=13))
+    outs = []
+    for workers in (1, 2):
+        paths = [tmp_path / str(workers) / name for name in ("train.pt", "val.pt", "info.json")]
+        convert_raw_json(raw, *paths, workers=workers)
+        outs.append([torch.load(p, weights_only=True) for p in paths[:2]])
+    for one, two in zip(*outs):
+        assert torch.equal(one["activations"], two["activations"])
+        assert one["metadata"] == two["metadata"] and one["problems"] == two["problems"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_parallel_parsing_reports_the_same_error(tmp_path, workers):
+    obj = raw_dict(n=13)
+    obj["samples"][9]["thoughts"]["layer_0"][1][3] = float("nan")
+    raw = write_raw(tmp_path / "raw.json", obj)
+    with pytest.raises(InputError, match=r"sample #9 \(id 109\): layer_0, position 1, dim 3 is nan"):
+        convert_raw_json(raw, *(tmp_path / n for n in ("t.pt", "v.pt", "i.json")), workers=workers)
+    assert not (tmp_path / "t.pt").exists()
+
+
 def test_site_rows_cut_out_one_site(tmp_path, raw_file):
     raw, obj = raw_file
     (train_pt, _, _), _ = convert(tmp_path, raw)

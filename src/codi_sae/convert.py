@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .atomic import save_torch, write_json
-from .rawjson import Header, Sample, iter_samples
+from .rawjson import Header, Sample, iter_samples, read_header
 from .split import train_val_indices
 
 log = logging.getLogger(__name__)
@@ -23,17 +23,17 @@ def convert_raw_json(
     *,
     train_fraction: float = 0.8,
     seed: int = 42,
+    workers: int = 1,
 ) -> dict:
     """Check and split ``raw_json``; write both splits and a small dataset description.
 
     Each split is ``{"activations": float32 [N, H], "metadata": {"problem_ids", "layers",
     "positions"} (one entry per row), "config": {...}, "problems": {"ids", "is_correct"}}``
     with rows ordered problem, layer, position, problems in the order the split gives.
+    ``workers`` processes parse the samples.
     """
-    samples: list[Sample] = []
-    header = None
-    for header, sample in iter_samples(raw_json):
-        samples.append(sample)
+    header = read_header(raw_json)
+    samples = list(iter_samples(raw_json, workers))
     log.info("read %d samples from %s", len(samples), raw_json)
     train_idx, val_idx = train_val_indices(len(samples), train_fraction, seed)
     meta = header.metadata

@@ -8,6 +8,8 @@ library on float arrays), so memory is bounded by one chunk and one sample.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import json
 import os
 import re
@@ -93,6 +95,17 @@ def _container_end(buf: bytes, start: int) -> int:
         nxt[c] = buf.find(c, pos + 1)
 
 
+def _decode(text: bytes, offset: int, path: str):
+    """The JSON value ``text`` (found at byte ``offset`` of ``path``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as e:
+        try:  # Python's json.dump writes NaN and Infinity, which orjson refuses
+            return json.loads(text)
+        except ValueError:
+            raise InputError(f"{path}: invalid JSON at byte {offset + e.pos}: {e.msg}") from None
+
+
 class _Reader:
     """A cursor over a JSON file, read in chunks, that decodes one value at a time."""
 
@@ -123,9 +136,9 @@ class _Reader:
         self._pos = 0
         return True
 
-    def where(self, pos: int | None = None) -> str:
-        """The file position of buffer index ``pos`` (default: the cursor), for messages."""
-        return f"byte {self._offset + (self._pos if pos is None else pos)}"
+    def where(self) -> str:
+        """The cursor's position in the file, for messages."""
+        return f"byte {self._offset + self._pos}"
 
     def peek(self) -> str:
         """The next non-whitespace character ('' at end of file), not consumed."""
@@ -156,23 +169,20 @@ class _Reader:
         m = _SCALAR_END.search(buf, pos)
         return m.start() if m else (-1 if not self._eof else len(buf))
 
-    def value(self):
-        """Decode the next JSON value, reading more of the file until it is complete."""
+    def raw_value(self) -> tuple[bytes, int]:
+        """The next JSON value's text, undecoded, and its byte offset in the file."""
         if not self.peek():
             raise InputError(f"{self.path}: invalid JSON: the file ends early")
         while (end := self._value_end()) < 0:
             if len(self._buf) - self._pos > MAX_VALUE_BYTES or not self._more():
                 raise InputError(f"{self.path}: invalid JSON at {self.where()}: a value is never closed")
-        text = self._buf[self._pos : end]
-        try:
-            value = orjson.loads(text)
-        except orjson.JSONDecodeError as e:
-            try:  # Python's json.dump writes NaN and Infinity, which orjson refuses
-                value = json.loads(text)
-            except ValueError:
-                raise InputError(f"{self.path}: invalid JSON at {self.where(self._pos + e.pos)}: {e.msg}") from None
+        text, offset = self._buf[self._pos : end], self._offset + self._pos
         self._pos = end
-        return value
+        return text, offset
+
+    def value(self):
+        """Decode the next JSON value, reading more of the file until it is complete."""
+        return _decode(*self.raw_value(), self.path)
 
     def key(self) -> str:
         if self.peek() != '"':
@@ -235,34 +245,68 @@ def read_header(path: str | os.PathLike) -> Header:
     return header
 
 
-def iter_samples(path: str | os.PathLike) -> Iterator[tuple[Header, Sample]]:
-    """Yield ``(header, sample)`` for every sample, each checked against the metadata."""
+def iter_samples(path: str | os.PathLike, workers: int = 1) -> Iterator[Sample]:
+    """Yield every sample, in file order, each checked against the metadata.
+
+    With ``workers`` > 1, that many processes decode and check samples while this one reads
+    the file; at most two samples per worker are in flight.
+    """
     reader, header = _open_samples(path)
     seen: dict[int, int] = {}
     try:
         if reader.peek() == "]":
             raise InputError(f"{path}: 'samples' is empty")
-        index = 0
-        while True:
-            try:
-                raw = reader.value()
-            except InputError as e:
-                raise InputError(f"{e} (in sample #{index})") from None
-            sample = _check_sample(raw, index, header, reader.path)
+        samples = _map_in_order(_parse_sample, _sample_texts(reader, header), workers)
+        for index, sample in enumerate(samples):
             if sample.id in seen:
                 raise InputError(
                     f"{path}: sample #{index} has id {sample.id}, the same as sample #{seen[sample.id]}"
                 )
             seen[sample.id] = index
-            yield header, sample
-            index += 1
-            if reader.expect(",]", "',' or ']' after a sample") == "]":
-                break
-        n_samples = header.metadata.get("n_samples", index)
-        if n_samples != index:
-            raise InputError(f"{path}: metadata 'n_samples' is {n_samples} but the file has {index} samples")
+            yield sample
+        n_samples = header.metadata.get("n_samples", len(seen))
+        if n_samples != len(seen):
+            raise InputError(f"{path}: metadata 'n_samples' is {n_samples} but the file has {len(seen)} samples")
     finally:
         reader.close()
+
+
+def _sample_texts(reader: _Reader, header: Header) -> Iterator[tuple]:
+    """Each sample's undecoded text, with what ``_parse_sample`` needs to check it."""
+    index = 0
+    while True:
+        try:
+            text, offset = reader.raw_value()
+        except InputError as e:
+            raise InputError(f"{e} (in sample #{index})") from None
+        yield text, offset, index, header, reader.path
+        index += 1
+        if reader.expect(",]", "',' or ']' after a sample") == "]":
+            return
+
+
+def _parse_sample(job: tuple) -> Sample:
+    text, offset, index, header, path = job
+    try:
+        raw = _decode(text, offset, path)
+    except InputError as e:
+        raise InputError(f"{e} (in sample #{index})") from None
+    return _check_sample(raw, index, header, path)
+
+
+def _map_in_order(fn, jobs: Iterator, workers: int) -> Iterator:
+    """``map(fn, jobs)``, spread over ``workers`` processes when there is more than one."""
+    if workers <= 1:
+        yield from map(fn, jobs)
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+        pending: collections.deque = collections.deque()
+        for job in jobs:
+            pending.append(pool.submit(fn, job))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _check_sample(sample, index: int, header: Header, path: str) -> Sample:

@@ -56,7 +56,7 @@ def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings,
     opt = Adam(bank.parameters(), lr=settings.lr)
     for epoch in range(settings.epochs):
         perm = torch.randperm(N, generator=order).to(device)
-        total = 0.0
+        total = torch.zeros((), device=device)
         for i in range(0, N, settings.batch_size):
             xb = x.index_select(1, perm[i : i + settings.batch_size])
             recon, _ = bank(xb)
@@ -65,9 +65,9 @@ def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings,
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * xb.shape[1]
+            total += loss.detach() * xb.shape[1]  # no .item() here: it would wait for a GPU
         if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == settings.epochs:
-            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, total / N / n)
+            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, total.item() / N / n)
     _sync(device)
     return bank, time.perf_counter() - start
 
