@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     seed_dir, ours_dir = work / "seed", work / "ours"
     st = {}
     print("stages:", flush=True)
-    st["ours-convert"] = stage(work, "ours-convert", raw_json=str(raw), out_dir=str(ours_dir / "data"))
+    st["ours-convert"] = stage(work, "ours-convert", raw_json=str(raw), out_dir=str(ours_dir / "data"),
+                               workers=THREADS)
     info = st["ours-convert"]["result"]
     n_sites, hidden = len(info["layers"]) * info["n_positions"], info["hidden_dim"]
     st["matmul-rate"] = stage(work, "matmul-rate", n_sites=n_sites, batch=BATCH, hidden=hidden, latent=d,

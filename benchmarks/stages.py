@@ -33,10 +33,10 @@ def ours_sites(data_dir: str, out_dir: str, d: int, k: int, epochs: int, threads
     return {"n_sites": len(sites), "fit_seconds": first["batch_train_time_sec"]}
 
 
-def ours_convert(raw_json: str, out_dir: str) -> dict:
-    """The workflow's streaming conversion."""
+def ours_convert(raw_json: str, out_dir: str, workers: int) -> dict:
+    """The workflow's streaming conversion, with as many workers as the rule's threads."""
     out = Path(out_dir)
-    return convert_raw_json(raw_json, out / "train.pt", out / "val.pt", out / "dataset.json")
+    return convert_raw_json(raw_json, out / "train.pt", out / "val.pt", out / "dataset.json", workers=workers)
 
 
 def _gflops(a: torch.Tensor, b: torch.Tensor, repeats: int, min_seconds: float = 0.5) -> float:

@@ -169,20 +169,25 @@ class _Reader:
         m = _SCALAR_END.search(buf, pos)
         return m.start() if m else (-1 if not self._eof else len(buf))
 
-    def raw_value(self) -> tuple[bytes, int]:
-        """The next JSON value's text, undecoded, and its byte offset in the file."""
+    def _value_span(self) -> tuple[int, int]:
+        """Buffer indices of the next JSON value, reading more of the file until it is complete."""
         if not self.peek():
             raise InputError(f"{self.path}: invalid JSON: the file ends early")
         while (end := self._value_end()) < 0:
             if len(self._buf) - self._pos > MAX_VALUE_BYTES or not self._more():
                 raise InputError(f"{self.path}: invalid JSON at {self.where()}: a value is never closed")
-        text, offset = self._buf[self._pos : end], self._offset + self._pos
-        self._pos = end
-        return text, offset
+        start, self._pos = self._pos, end
+        return start, end
 
     def value(self):
-        """Decode the next JSON value, reading more of the file until it is complete."""
-        return _decode(*self.raw_value(), self.path)
+        """Decode the next JSON value."""
+        start, end = self._value_span()
+        return _decode(self._buf[start:end], self._offset + start, self.path)
+
+    def skip(self) -> tuple[int, int]:
+        """Step over the next JSON value; its byte offset in the file and its length."""
+        start, end = self._value_span()
+        return self._offset + start, end - start
 
     def key(self) -> str:
         if self.peek() != '"':
@@ -248,15 +253,16 @@ def read_header(path: str | os.PathLike) -> Header:
 def iter_samples(path: str | os.PathLike, workers: int = 1) -> Iterator[Sample]:
     """Yield every sample, in file order, each checked against the metadata.
 
-    With ``workers`` > 1, that many processes decode and check samples while this one reads
-    the file; at most two samples per worker are in flight.
+    This process finds where each sample is; each sample is then read, decoded and checked on
+    its own, by ``workers`` processes when there are several (at most two samples per worker
+    in flight, and only offsets and the checked arrays cross between processes).
     """
     reader, header = _open_samples(path)
     seen: dict[int, int] = {}
     try:
         if reader.peek() == "]":
             raise InputError(f"{path}: 'samples' is empty")
-        samples = _map_in_order(_parse_sample, _sample_texts(reader, header), workers)
+        samples = _map_in_order(_parse_sample, _sample_spans(reader, header), workers)
         for index, sample in enumerate(samples):
             if sample.id in seen:
                 raise InputError(
@@ -271,22 +277,26 @@ def iter_samples(path: str | os.PathLike, workers: int = 1) -> Iterator[Sample]:
         reader.close()
 
 
-def _sample_texts(reader: _Reader, header: Header) -> Iterator[tuple]:
-    """Each sample's undecoded text, with what ``_parse_sample`` needs to check it."""
+def _sample_spans(reader: _Reader, header: Header) -> Iterator[tuple]:
+    """Where each sample is in the file, with what ``_parse_sample`` needs to check it."""
     index = 0
     while True:
         try:
-            text, offset = reader.raw_value()
+            offset, length = reader.skip()
         except InputError as e:
             raise InputError(f"{e} (in sample #{index})") from None
-        yield text, offset, index, header, reader.path
+        yield offset, length, index, header, reader.path
         index += 1
         if reader.expect(",]", "',' or ']' after a sample") == "]":
             return
 
 
 def _parse_sample(job: tuple) -> Sample:
-    text, offset, index, header, path = job
+    """Read, decode and check one sample (in a worker process, when there are several)."""
+    offset, length, index, header, path = job
+    with open(path, "rb") as f:
+        f.seek(offset)
+        text = f.read(length)
     try:
         raw = _decode(text, offset, path)
     except InputError as e:
