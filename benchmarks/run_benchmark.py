@@ -25,6 +25,8 @@ from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "src", "config", "envs", "profiles", "report")
@@ -48,6 +50,14 @@ class Mode:
 FULL = Mode("full", {}, (3, 8), SEED_CONFIGS, (512, 150), 25)
 QUICK = Mode("quick", {"n_problems": 60, "n_layers": 3, "n_positions": 4, "hidden_dim": 64},
              (3, 2), [[64, 16], [32, 8]], (64, 16), 2)
+
+
+def workflow_default(*keys: str):
+    """A setting of the workflow's config/config.yaml, so the stages run as the workflow does."""
+    value = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for key in keys:
+        value = value[key]
+    return value
 
 
 def run_child(cmd: list[str], log: Path, cwd: Path | None = None) -> dict:
@@ -248,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
                              d=d, k=k, epochs=epochs)
     st["seed-plots"] = stage(work, "seed-plots", metrics_all=str(seed_dir / "sites" / "metrics_all.json"),
                              out_dir=str(seed_dir / "plots"))
-    sites_kwargs = {"data_dir": str(ours_dir / "data"), "d": d, "k": k, "epochs": epochs, "threads": THREADS}
+    sites_kwargs = {"data_dir": str(ours_dir / "data"), "d": d, "k": k, "epochs": epochs, "threads": THREADS,
+                    "sites_per_batch": workflow_default("sites", "sites_per_batch")}
     st["ours-sites"] = stage(work, "ours-sites", out_dir=str(ours_dir / "sites"), **sites_kwargs)
     matmul = st["matmul-rate"]["result"]
     if matmul["cuda"]:

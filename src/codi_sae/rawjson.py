@@ -8,8 +8,6 @@ library on float arrays), so memory is bounded by one chunk and one sample.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import json
 import os
 import re
@@ -20,6 +18,7 @@ import numpy as np
 import orjson
 
 from .errors import InputError
+from .parallel import map_in_order
 
 CHUNK_BYTES = 1 << 24
 # A JSON value still incomplete after this many bytes is malformed, not cut by a chunk's end.
@@ -262,7 +261,7 @@ def iter_samples(path: str | os.PathLike, workers: int = 1) -> Iterator[Sample]:
     try:
         if reader.peek() == "]":
             raise InputError(f"{path}: 'samples' is empty")
-        samples = _map_in_order(_parse_sample, _sample_spans(reader, header), workers)
+        samples = map_in_order(_parse_sample, _sample_spans(reader, header), workers)
         for index, sample in enumerate(samples):
             if sample.id in seen:
                 raise InputError(
@@ -302,21 +301,6 @@ def _parse_sample(job: tuple) -> Sample:
     except InputError as e:
         raise InputError(f"{e} (in sample #{index})") from None
     return _check_sample(raw, index, header, path)
-
-
-def _map_in_order(fn, jobs: Iterator, workers: int) -> Iterator:
-    """``map(fn, jobs)``, spread over ``workers`` processes when there is more than one."""
-    if workers <= 1:
-        yield from map(fn, jobs)
-        return
-    with concurrent.futures.ProcessPoolExecutor(workers) as pool:
-        pending: collections.deque = collections.deque()
-        for job in jobs:
-            pending.append(pool.submit(fn, job))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def _check_sample(sample, index: int, header: Header, path: str) -> Sample:

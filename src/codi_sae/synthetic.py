@@ -24,8 +24,6 @@ format the samples, since turning floats into text is what takes the time.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import json
 import os
 
@@ -33,6 +31,7 @@ import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError
+from .parallel import map_in_order
 
 _N_CORRECTNESS = 3  # features that drive is_correct
 _N_MASSIVE = 3  # large-magnitude dimensions of the site means
@@ -117,7 +116,8 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
     with atomic_path(json_path) as tmp, open(tmp, "wb") as out:
         out.write(b'{\n  "metadata": ' + _indent(json.dumps(metadata, indent=2), 2).encode()
                   + b',\n  "samples": [\n')
-        for i, (text, counts) in enumerate(_sample_texts(model, jobs, workers)):
+        texts = map_in_order(_worker_sample_text, jobs, workers, _set_worker_model, (model,))
+        for i, (text, counts) in enumerate(texts):
             out.write(text if i == 0 else b",\n" + text)
             active_counts[i] = counts
         out.write(b"\n  ]\n}")
@@ -235,26 +235,7 @@ def _thoughts(rng, model, correctness_codes):
     return acts.astype(np.float32), np.count_nonzero(codes, axis=2)
 
 
-def _sample_texts(model, jobs, workers):
-    """Yield ``_sample_text(model, *job)`` for each job, in order, using ``workers`` processes.
-
-    At most ``2 * workers`` samples are in flight, so memory stays bounded.
-    """
-    if workers == 1:
-        yield from (_sample_text(model, *job) for job in jobs)
-        return
-    with concurrent.futures.ProcessPoolExecutor(
-            workers, initializer=_set_worker_model, initargs=(model,)) as pool:
-        pending = collections.deque()
-        for job in jobs:
-            pending.append(pool.submit(_worker_sample_text, *job))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
-_worker_model = None  # the model, in a worker process of _sample_texts
+_worker_model = None  # the model, in each process that draws samples
 
 
 def _set_worker_model(model):
@@ -263,8 +244,8 @@ def _set_worker_model(model):
     _worker_model = model
 
 
-def _worker_sample_text(*job):
-    """``_sample_text`` in a pool worker."""
+def _worker_sample_text(job):
+    """``_sample_text`` with the model that ``_set_worker_model`` kept."""
     return _sample_text(_worker_model, *job)
 
 

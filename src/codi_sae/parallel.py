@@ -1,0 +1,30 @@
+"""Map a function over jobs in worker processes, in order, with bounded memory."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+from typing import Callable, Iterable, Iterator
+
+
+def map_in_order(fn: Callable, jobs: Iterable, workers: int, initializer: Callable | None = None,
+                 initargs: tuple = ()) -> Iterator:
+    """``map(fn, jobs)``, spread over ``workers`` processes when there is more than one.
+
+    Results come in the order of ``jobs``, and at most two jobs per worker are in flight, so a
+    long stream of jobs never piles up in memory. ``initializer(*initargs)`` runs once in each
+    process that calls ``fn`` (this one, when ``workers`` is 1).
+    """
+    if workers <= 1:
+        if initializer:
+            initializer(*initargs)
+        yield from map(fn, jobs)
+        return
+    with concurrent.futures.ProcessPoolExecutor(workers, initializer=initializer, initargs=initargs) as pool:
+        pending: collections.deque = collections.deque()
+        for job in jobs:
+            pending.append(pool.submit(fn, job))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
