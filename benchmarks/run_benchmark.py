@@ -105,7 +105,7 @@ def run_workflow(work: Path, raw: Path, mode: Mode) -> dict:
     print(f"  snakemake: {run['seconds']:.1f} s, peak {run['peak_mb']:.0f} MB", flush=True)
     noop = run_child(cmd, work / "logs" / "snakemake-noop.log", cwd=wd)
     print(f"  snakemake no-op: {noop['seconds']:.2f} s", flush=True)
-    return {"command": shlex.join(cmd[2:]), "run": run, "noop": noop,
+    return {"command": shlex.join(cmd[2:]), "config": config, "run": run, "noop": noop,
             "job_max_rss_mb": job_peaks(wd / "results" / "benchmarks")}
 
 
@@ -211,7 +211,8 @@ def report(m: dict, rows: list[dict]) -> str:
         f"- Machine: {mach['cpu']}, {mach['cores']} cores, {mach['ram_gib']} GiB RAM; Python {mach['python']}, "
         f"torch {mach['torch']}, numpy {mach['numpy']}, snakemake {mach['snakemake']}",
         f"- Raw JSON: `{m['raw_json']}` ({m['raw_json_mb']:.0f} MB)",
-        f"- Workflow run: `{wf['command']}`",
+        f"- Workflow run: `{wf['command']}` with benchmark.yaml `{json.dumps(wf['config'])}` (the sites use "
+        "the seed's d=512, K=150, as the seed's method does, so both train the same models)",
         f"- Matmul rate ({m['matmul']['threads']} threads, fp32): batched {m['matmul']['bmm_gflops']:.1f} GFLOP/s, "
         f"plain {m['matmul']['mm_gflops']:.1f} GFLOP/s; the floor uses the higher",
         "", markdown_table(rows),

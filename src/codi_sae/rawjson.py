@@ -1,14 +1,16 @@
 """Read a CODI extractor's raw JSON one sample at a time, checking every sample.
 
 The file is ``{"metadata": {...}, "samples": [{..., "thoughts": {"layer_0": [[H] x T], ...}}]}``
-and can be gigabytes: it is read in chunks, each sample's extent is found by matching its
-braces, and each sample is decoded on its own by orjson (about 4x faster than the standard
-library on float arrays), so memory is bounded by one chunk and one sample.
+and can be gigabytes. It is memory-mapped, each sample's extent is found by matching its
+braces (``bytes.find``, memchr speed), and each sample is then read and decoded on its own by
+orjson (about 4x faster than the standard library on float arrays), in worker processes when
+there are several: memory is bounded by a few samples, whatever the file's size.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 from dataclasses import dataclass
@@ -20,9 +22,7 @@ import orjson
 from .errors import InputError
 from .parallel import map_in_order
 
-CHUNK_BYTES = 1 << 24
-# A JSON value still incomplete after this many bytes is malformed, not cut by a chunk's end.
-MAX_VALUE_BYTES = 1 << 30
+RELEASE_BYTES = 1 << 26  # release mapped pages in steps of this size
 _WS = b" \t\n\r"
 _SCALAR_END = re.compile(rb"[,\]}\s]")
 METADATA_KEYS = ("layers", "n_tokens", "hidden_dim")
@@ -52,8 +52,8 @@ class Sample:
     activations: np.ndarray
 
 
-def _string_end(buf: bytes, start: int) -> int:
-    """Index just past the string opening at ``start``; -1 if it runs past the buffer."""
+def _string_end(buf, start: int) -> int:
+    """Index just past the string opening at ``start``; -1 if it is never closed."""
     i = start + 1
     while True:
         i = buf.find(b'"', i)
@@ -67,8 +67,8 @@ def _string_end(buf: bytes, start: int) -> int:
             return i
 
 
-def _container_end(buf: bytes, start: int) -> int:
-    """Index just past the object or array opening at ``start``; -1 if it runs past the buffer.
+def _container_end(buf, start: int) -> int:
+    """Index just past the object or array opening at ``start``; -1 if it is never closed.
 
     Counts only its own kind of bracket and skips strings, with ``bytes.find`` (memchr speed):
     in valid JSON the other kind is balanced inside, and a malformed value fails to decode.
@@ -106,50 +106,46 @@ def _decode(text: bytes, offset: int, path: str):
 
 
 class _Reader:
-    """A cursor over a JSON file, read in chunks, that decodes one value at a time."""
+    """A cursor over a memory-mapped JSON file that steps over or decodes one value at a time.
+
+    The pages it has moved past are released from this process as it goes, so the file's
+    size does not count towards the process's memory.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
         try:
-            self._file = open(path, "rb")
+            with open(path, "rb") as f:
+                empty = os.fstat(f.fileno()).st_size == 0
+                self._buf = b"" if empty else mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         except FileNotFoundError:
             raise InputError(f"{path}: raw JSON file not found") from None
         except OSError as e:
             raise InputError(f"{path}: cannot open raw JSON file: {e.strerror}") from None
-        self._buf = b""
         self._pos = 0
-        self._offset = 0  # bytes dropped from the front of the buffer
-        self._eof = False
+        self._released = 0
 
     def close(self) -> None:
-        self._file.close()
+        if isinstance(self._buf, mmap.mmap):
+            self._buf.close()
 
-    def _more(self) -> bool:
-        """Append the next chunk to the buffer; False at end of file."""
-        chunk = b"" if self._eof else self._file.read(CHUNK_BYTES)
-        if not chunk:
-            self._eof = True
-            return False
-        self._offset += self._pos
-        self._buf = self._buf[self._pos :] + chunk
-        self._pos = 0
-        return True
+    def _release_passed_pages(self) -> None:
+        if self._pos - self._released >= RELEASE_BYTES and hasattr(self._buf, "madvise"):
+            upto = self._pos - self._pos % mmap.PAGESIZE
+            self._buf.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+            self._released = upto
 
     def where(self) -> str:
         """The cursor's position in the file, for messages."""
-        return f"byte {self._offset + self._pos}"
+        return f"byte {self._pos}"
 
     def peek(self) -> str:
         """The next non-whitespace character ('' at end of file), not consumed."""
-        while True:
-            buf, pos = self._buf, self._pos
-            while pos < len(buf) and buf[pos] in _WS:
-                pos += 1
-            self._pos = pos
-            if pos < len(buf):
-                return chr(buf[pos])
-            if not self._more():
-                return ""
+        buf, pos = self._buf, self._pos
+        while pos < len(buf) and buf[pos] in _WS:
+            pos += 1
+        self._pos = pos
+        return chr(buf[pos]) if pos < len(buf) else ""
 
     def expect(self, chars: str, what: str) -> str:
         char = self.peek()
@@ -159,34 +155,28 @@ class _Reader:
         self._pos += 1
         return char
 
-    def _value_end(self) -> int:
-        buf, pos = self._buf, self._pos
-        if buf[pos] in b"{[":
-            return _container_end(buf, pos)
-        if buf[pos] == 0x22:
-            return _string_end(buf, pos)
-        m = _SCALAR_END.search(buf, pos)
-        return m.start() if m else (-1 if not self._eof else len(buf))
-
-    def _value_span(self) -> tuple[int, int]:
-        """Buffer indices of the next JSON value, reading more of the file until it is complete."""
+    def skip(self) -> tuple[int, int]:
+        """Step over the next JSON value; its byte offset in the file and its length."""
         if not self.peek():
             raise InputError(f"{self.path}: invalid JSON: the file ends early")
-        while (end := self._value_end()) < 0:
-            if len(self._buf) - self._pos > MAX_VALUE_BYTES or not self._more():
-                raise InputError(f"{self.path}: invalid JSON at {self.where()}: a value is never closed")
-        start, self._pos = self._pos, end
-        return start, end
+        buf, start = self._buf, self._pos
+        if buf[start] in b"{[":
+            end = _container_end(buf, start)
+        elif buf[start] == 0x22:
+            end = _string_end(buf, start)
+        else:
+            m = _SCALAR_END.search(buf, start)
+            end = m.start() if m else len(buf)
+        if end < 0:
+            raise InputError(f"{self.path}: invalid JSON at {self.where()}: a value is never closed")
+        self._pos = end
+        self._release_passed_pages()
+        return start, end - start
 
     def value(self):
         """Decode the next JSON value."""
-        start, end = self._value_span()
-        return _decode(self._buf[start:end], self._offset + start, self.path)
-
-    def skip(self) -> tuple[int, int]:
-        """Step over the next JSON value; its byte offset in the file and its length."""
-        start, end = self._value_span()
-        return self._offset + start, end - start
+        start, length = self.skip()
+        return _decode(self._buf[start : start + length], start, self.path)
 
     def key(self) -> str:
         if self.peek() != '"':
