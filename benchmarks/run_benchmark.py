@@ -219,7 +219,8 @@ def report(m: dict, rows: list[dict]) -> str:
         f"- Matmul rate ({m['matmul']['threads']} threads, fp32): batched {m['matmul']['bmm_gflops']:.1f} GFLOP/s, "
         f"plain {m['matmul']['mm_gflops']:.1f} GFLOP/s; the floor uses the higher",
         "", markdown_table(rows),
-        "Conversion times: best of 2 runs each (the first run of a process pays cold caches). Peak MB: largest process RSS of each stage's process tree (`os.wait4`). Max job RSS: Snakemake's "
+        "Conversion times: best of 2 runs each (the first run of a process pays cold caches). "
+        "Peak MB: largest process RSS of each stage's process tree (`os.wait4`). Max job RSS: Snakemake's "
         "benchmark TSVs, sampled about once a second, so short peaks can be missed. FLOP floor: sites x epochs "
         "x train rows x 12 H d FLOP / matmul rate.", "",
         "## Every timed process", "", *stage_lines, "", *job_lines, "",

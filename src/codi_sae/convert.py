@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .atomic import save_torch, write_json
-from .rawjson import Header, Sample, iter_samples, read_header
+from .rawjson import Header, RawSamples
 from .split import train_val_indices
 
 log = logging.getLogger(__name__)
@@ -32,11 +32,21 @@ def convert_raw_json(
     with rows ordered problem, layer, position, problems in the order the split gives.
     ``workers`` processes parse the samples.
     """
-    header = read_header(raw_json)
-    samples = list(iter_samples(raw_json, workers))
-    log.info("read %d samples from %s", len(samples), raw_json)
-    train_idx, val_idx = train_val_indices(len(samples), train_fraction, seed)
-    meta = header.metadata
+    raw = RawSamples(raw_json)
+    header, meta = raw.header, raw.header.metadata
+    train_idx, val_idx = train_val_indices(len(raw), train_fraction, seed)
+    # Each sample goes straight to its row of its split: memory is the output's size.
+    shape = (header.n_layers, header.n_positions, header.hidden_dim)
+    splits = {"train": np.empty((len(train_idx), *shape), np.float32),
+              "val": np.empty((len(val_idx), *shape), np.float32)}
+    place = {int(i): ("train", row) for row, i in enumerate(train_idx)}
+    place.update({int(i): ("val", row) for row, i in enumerate(val_idx)})
+    ids, correct = {}, {}
+    for index, sample in enumerate(raw.read(workers)):
+        name, row = place[index]
+        splits[name][row] = sample.activations
+        ids[index], correct[index] = sample.id, sample.is_correct
+    log.info("read %d samples from %s", len(raw), raw_json)
     info = {
         "source": str(raw_json),
         "synthetic": bool(meta.get("synthetic", False)),
@@ -45,31 +55,31 @@ def convert_raw_json(
         "layers": list(header.layers),
         "n_positions": header.n_positions,
         "hidden_dim": header.hidden_dim,
-        "n_problems": len(samples),
+        "n_problems": len(raw),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
-        "accuracy": float(np.mean([s.is_correct for s in samples])),
+        "accuracy": sum(correct.values()) / len(raw),
         "train_fraction": train_fraction,
         "split_seed": seed,
     }
     for name, idx, out in (("train", train_idx, train_out), ("val", val_idx, val_out)):
-        save_torch(out, _split_file([samples[i] for i in idx], header, {**info, "split": name}))
+        problems = {"ids": [ids[i] for i in idx], "is_correct": [correct[i] for i in idx]}
+        save_torch(out, _split_file(splits.pop(name), problems, header, {**info, "split": name}))
         log.info("wrote %s: %d problems", out, len(idx))
     write_json(info_out, info)
     return info
 
 
-def _split_file(samples: list[Sample], header: Header, config: dict) -> dict:
+def _split_file(activations: np.ndarray, problems: dict, header: Header, config: dict) -> dict:
     L, T, H = header.n_layers, header.n_positions, header.hidden_dim
-    activations = np.stack([s.activations for s in samples]).reshape(-1, H)
-    ids = [s.id for s in samples]
+    ids = problems["ids"]
     return {
-        "activations": torch.from_numpy(activations),
+        "activations": torch.from_numpy(activations.reshape(-1, H)),
         "metadata": {
             "problem_ids": np.repeat(ids, L * T).tolist(),
             "layers": np.tile(np.repeat(header.layers, T), len(ids)).tolist(),
             "positions": np.tile(np.arange(T), len(ids) * L).tolist(),
         },
         "config": {**config, "row_order": "problem, layer, position"},
-        "problems": {"ids": ids, "is_correct": [s.is_correct for s in samples]},
+        "problems": problems,
     }

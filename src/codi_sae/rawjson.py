@@ -239,42 +239,50 @@ def read_header(path: str | os.PathLike) -> Header:
     return header
 
 
-def iter_samples(path: str | os.PathLike, workers: int = 1) -> Iterator[Sample]:
-    """Yield every sample, in file order, each checked against the metadata.
-
-    This process finds where each sample is; each sample is then read, decoded and checked on
-    its own, by ``workers`` processes when there are several (at most two samples per worker
-    in flight, and only offsets and the checked arrays cross between processes).
+class RawSamples:
+    """The samples of a raw JSON: where each one is (found up front, cheaply), then each one
+    read, decoded and checked on demand, so that callers know how many there are first.
     """
-    reader, header = _open_samples(path)
-    seen: dict[int, int] = {}
-    try:
-        if reader.peek() == "]":
-            raise InputError(f"{path}: 'samples' is empty")
-        samples = map_in_order(_parse_sample, _sample_spans(reader, header), workers)
-        for index, sample in enumerate(samples):
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = str(path)
+        reader, self.header = _open_samples(path)
+        try:
+            if reader.peek() == "]":
+                raise InputError(f"{path}: 'samples' is empty")
+            self.spans = list(_sample_spans(reader))
+        finally:
+            reader.close()
+        n_samples = self.header.metadata.get("n_samples", len(self.spans))
+        if n_samples != len(self.spans):
+            raise InputError(f"{path}: metadata 'n_samples' is {n_samples} but the file has {len(self.spans)} samples")
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def read(self, workers: int = 1) -> Iterator[Sample]:
+        """Every sample in file order, checked; by ``workers`` processes when there are several
+        (at most two samples per worker in flight; only offsets and arrays cross processes).
+        """
+        jobs = ((offset, length, index, self.header, self.path) for index, (offset, length) in enumerate(self.spans))
+        seen: dict[int, int] = {}
+        for index, sample in enumerate(map_in_order(_parse_sample, jobs, workers)):
             if sample.id in seen:
                 raise InputError(
-                    f"{path}: sample #{index} has id {sample.id}, the same as sample #{seen[sample.id]}"
+                    f"{self.path}: sample #{index} has id {sample.id}, the same as sample #{seen[sample.id]}"
                 )
             seen[sample.id] = index
             yield sample
-        n_samples = header.metadata.get("n_samples", len(seen))
-        if n_samples != len(seen):
-            raise InputError(f"{path}: metadata 'n_samples' is {n_samples} but the file has {len(seen)} samples")
-    finally:
-        reader.close()
 
 
-def _sample_spans(reader: _Reader, header: Header) -> Iterator[tuple]:
-    """Where each sample is in the file, with what ``_parse_sample`` needs to check it."""
+def _sample_spans(reader: _Reader) -> Iterator[tuple[int, int]]:
+    """The byte offset and length of each sample."""
     index = 0
     while True:
         try:
-            offset, length = reader.skip()
+            yield reader.skip()
         except InputError as e:
             raise InputError(f"{e} (in sample #{index})") from None
-        yield offset, length, index, header, reader.path
         index += 1
         if reader.expect(",]", "',' or ']' after a sample") == "]":
             return
