@@ -116,7 +116,10 @@ BAD_INPUTS = {
     "null value": (_set(S3 + ["thoughts", "layer_2", 0, 1])(None), "layer_2, position 0, dim 1 is None, not a number"),
     "duplicate id": (_set(S3 + ["id"])(101), "sample #3 has id 101, the same as sample #1"),
     "bad is_correct": (_set(S3 + ["is_correct"])("yes"), "'is_correct' must be true or false"),
-    "n_samples disagrees": (_set(["metadata", "n_samples"])(11), "'n_samples' is 11 but the file has 10 samples"),
+    "n_samples too large": (_set(["metadata", "n_samples"])(11), "'n_samples' is 11 but the file has 10 samples"),
+    "n_samples too small": (_set(["metadata", "n_samples"])(9), "'n_samples' is 9 but the file has more samples"),
+    "n_samples not a count": (_set(["metadata", "n_samples"])(0), "'n_samples' must be a positive integer, not 0"),
+    "no n_samples": (lambda o: o["metadata"].pop("n_samples") and o["samples"][3].pop("thoughts"), "has no 'thoughts'"),
     "layers list bad": (_set(["metadata", "layers"])("0-2"), "'layers' must be a non-empty list"),
 }
 
@@ -177,3 +180,10 @@ def test_split_file_errors(tmp_path):
     torn.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(InputError, match="torn.pt: not a readable split file"):
         load_split(torn)
+
+
+def test_metadata_without_n_samples(tmp_path):
+    obj = raw_dict(n=7)
+    del obj["metadata"]["n_samples"]
+    _, info = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
+    assert (info["n_problems"], info["n_train"], info["n_val"]) == (7, 5, 2)

@@ -200,6 +200,9 @@ def _check_header(metadata, path: str) -> Header:
     for key, value in (("n_tokens", n_positions), ("hidden_dim", hidden_dim)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InputError(f"{path}: metadata '{key}' must be a positive integer, not {value!r}")
+    n_samples = metadata.get("n_samples", 1)
+    if not isinstance(n_samples, int) or isinstance(n_samples, bool) or n_samples < 1:
+        raise InputError(f"{path}: metadata 'n_samples' must be a positive integer, not {n_samples!r}")
     n_layers = metadata.get("n_layers", len(layers))
     if n_layers != len(layers):
         raise InputError(f"{path}: metadata 'n_layers' is {n_layers} but 'layers' lists {len(layers)}")
@@ -240,39 +243,49 @@ def read_header(path: str | os.PathLike) -> Header:
 
 
 class RawSamples:
-    """The samples of a raw JSON: where each one is (found up front, cheaply), then each one
-    read, decoded and checked on demand, so that callers know how many there are first.
+    """The samples of a raw JSON file, counted before they are read.
+
+    The count is the metadata's ``n_samples`` (checked while reading) or, without it, a quick
+    pass that only finds where each sample is. ``read`` then finds each sample, reads, decodes
+    and checks it, by ``workers`` processes when there are several.
     """
 
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
-        reader, self.header = _open_samples(path)
-        try:
-            if reader.peek() == "]":
-                raise InputError(f"{path}: 'samples' is empty")
-            self.spans = list(_sample_spans(reader))
-        finally:
-            reader.close()
-        n_samples = self.header.metadata.get("n_samples", len(self.spans))
-        if n_samples != len(self.spans):
-            raise InputError(f"{path}: metadata 'n_samples' is {n_samples} but the file has {len(self.spans)} samples")
+        self.header = read_header(path)
+        self._count = self.header.metadata.get("n_samples")
 
     def __len__(self) -> int:
-        return len(self.spans)
+        if self._count is None:
+            self._count = sum(1 for _ in self._spans())
+        return self._count
+
+    def _spans(self) -> Iterator[tuple[int, int]]:
+        reader, _ = _open_samples(self.path)
+        try:
+            if reader.peek() == "]":
+                raise InputError(f"{self.path}: 'samples' is empty")
+            yield from _sample_spans(reader)
+        finally:
+            reader.close()
 
     def read(self, workers: int = 1) -> Iterator[Sample]:
-        """Every sample in file order, checked; by ``workers`` processes when there are several
-        (at most two samples per worker in flight; only offsets and arrays cross processes).
-        """
-        jobs = ((offset, length, index, self.header, self.path) for index, (offset, length) in enumerate(self.spans))
+        """Every sample in file order, checked (at most two per worker in flight; only offsets
+        and the checked arrays cross between processes)."""
+        n = len(self)
+        jobs = ((offset, length, index, self.header, self.path) for index, (offset, length) in enumerate(self._spans()))
         seen: dict[int, int] = {}
         for index, sample in enumerate(map_in_order(_parse_sample, jobs, workers)):
+            if index == n:
+                raise InputError(f"{self.path}: metadata 'n_samples' is {n} but the file has more samples")
             if sample.id in seen:
                 raise InputError(
                     f"{self.path}: sample #{index} has id {sample.id}, the same as sample #{seen[sample.id]}"
                 )
             seen[sample.id] = index
             yield sample
+        if len(seen) != n:
+            raise InputError(f"{self.path}: metadata 'n_samples' is {n} but the file has {len(seen)} samples")
 
 
 def _sample_spans(reader: _Reader) -> Iterator[tuple[int, int]]:
