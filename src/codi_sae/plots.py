@@ -43,7 +43,8 @@ SITE_METRICS = (
     Metric("reconstruction_loss", "Reconstruction loss (validation MSE)", "YlOrRd", "{:.3g}", "lower is better"),
     Metric("feature_death_rate", "Feature death rate (dead on train + validation)", "YlOrRd", "{:.1%}",
            "lower is better"),
-    Metric("explained_variance", "Explained variance (validation)", "YlGn", "{:.3f}", "higher is better"),
+    Metric("explained_variance", "Explained variance, seed's definition (validation)", "YlGn", "{:.3f}",
+           "higher is better"),
 )
 
 
@@ -145,7 +146,7 @@ def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike,
     fig, (ax_ev, ax_dr) = plt.subplots(1, 2, sharey=True, figsize=(11, 0.38 * len(configs) + 2.4),
                                        layout="constrained")
     panels = (
-        (ax_ev, "explained_variance", "Explained variance (validation, higher is better)", "{:.3f}"),
+        (ax_ev, "explained_variance", "Explained variance, seed's definition (validation)", "{:.3f}"),
         (ax_dr, "feature_death_rate", "Feature death rate (lower is better)", "{:.1%}"),
     )
     for ax, key, title, fmt in panels:
