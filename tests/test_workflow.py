@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import raw_dict, write_raw
 
+from codi_sae.checkpoint import load_sae
 from codi_sae.sae import TopKAutoencoder
 
 pytestmark = pytest.mark.slow
@@ -104,6 +105,8 @@ def test_every_output_of_the_demo_run(demo_run):
             _, features, stats = sae(torch.randn(5, 16))
             assert stats["l0_mean"] == choice["k"]
             assert ckpt["metrics"] == everything["results"][str(layer)][str(pos)]
+    model, ckpt = load_sae(wd / "results/sweet_spot/pos3_layer2.pt")
+    assert (model.latent_dim, model.k, ckpt["config"]["position"]) == (choice["d"], choice["k"], 3)
 
     for name in ("reconstruction_loss", "feature_death_rate", "explained_variance", "sweep"):
         assert (wd / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
