@@ -8,7 +8,13 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from codi_sae.errors import InputError
-from codi_sae.workflow import DEMO_JSON, DEMO_TRUTH, check_config, data_shape
+from codi_sae.workflow import (
+    DEMO_JSON,
+    DEMO_TRUTH,
+    check_config,
+    data_shape,
+    module_files,
+)
 
 try:
     DATA = data_shape(config)
@@ -29,14 +35,8 @@ GPU = config["resources"]["gpu"]
 
 
 def pkg(*modules):
-    """The package modules a job runs, as input files, so that editing one reruns its jobs."""
-    return [
-        str(SRC / "codi_sae" / f"{m}.py")
-        for m in ("errors", "atomic", "jobs") + modules
-    ]
-
-
-TRAIN_MODULES = ("train", "sae", "metrics", "data", "checkpoint")
+    """The package modules a job runs (its script's imports and theirs), as input files."""
+    return module_files(SRC / "codi_sae", "jobs", *modules)
 
 
 def sweet_spot_choice(wildcards):

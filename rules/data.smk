@@ -23,7 +23,7 @@ rule demo_data:
 rule convert:
     input:
         raw=DATA.raw_json,
-        code=pkg("rawjson", "split", "convert"),
+        code=pkg("convert"),
     output:
         train=SPLITS["train"],
         val=SPLITS["val"],

@@ -58,7 +58,7 @@ rule report_tables:
         summary=rules.analyze_sweep.output.summary,
         metrics=after_sweet_spot(rules.collect_site_metrics.output),
         dataset=rules.convert.output.info,
-        code=pkg("tables", "selection"),
+        code=pkg("tables"),
     output:
         sweep=report(
             "results/report/sweep.html",

@@ -11,7 +11,7 @@ rule train_sites:
     input:
         **SPLITS,
         choice=sweet_spot_choice,
-        code=pkg(*TRAIN_MODULES, "sites"),
+        code=pkg("train", "sites"),
     output:
         pt=[f"{s}.pt" for s in SITE_FILES],
         json=[f"{s}.json" for s in SITE_FILES],
@@ -23,7 +23,7 @@ rule train_sites:
         "../envs/sae.yaml"
     threads: config["resources"]["sites_threads"]
     resources:
-        mem_mb=8000,
+        mem_mb=4000,
         runtime=240,
         gpu=GPU,
     params:

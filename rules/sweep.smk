@@ -4,7 +4,7 @@ SWEEP = config["sweep"]
 rule train_sweep_config:
     input:
         **SPLITS,
-        code=pkg(*TRAIN_MODULES),
+        code=pkg("train"),
     output:
         pt="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.pt",
         json="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.json",

@@ -6,6 +6,7 @@ of the file in milliseconds, so every per-site output is known before any job ru
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,3 +58,26 @@ def check_config(config: dict, shape: DataShape) -> None:
     for where, c in checks:
         if c["k"] > c["d"]:
             raise InputError(f"{where}: k={c['k']} is larger than d={c['d']}")
+
+
+def module_files(package_dir: str | Path, *modules: str) -> list[str]:
+    """The files of ``modules`` and of every package module they import, directly or not.
+
+    A rule lists these as input, so that editing any module a job runs reruns that job.
+    """
+    package_dir = Path(package_dir)
+    seen: set[str] = set()
+    todo = list(modules)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((package_dir / f"{name}.py").read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level == 1:  # from .x import y / from . import x
+                todo += [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+            elif node.module and node.module.startswith(f"{package_dir.name}."):
+                todo.append(node.module.split(".")[1])
+    return [str(package_dir / f"{name}.py") for name in sorted(seen)]
