@@ -41,11 +41,12 @@ def convert_raw_json(
               "val": np.empty((len(val_idx), *shape), np.float32)}
     place = {int(i): ("train", row) for row, i in enumerate(train_idx)}
     place.update({int(i): ("val", row) for row, i in enumerate(val_idx)})
-    ids, correct = {}, {}
+    ids, correct = [], []  # per sample, in file order
     for index, sample in enumerate(raw.read(workers)):
         name, row = place[index]
         splits[name][row] = sample.activations
-        ids[index], correct[index] = sample.id, sample.is_correct
+        ids.append(sample.id)
+        correct.append(sample.is_correct)
     log.info("read %d samples from %s", len(raw), raw_json)
     info = {
         "source": str(raw_json),
@@ -58,7 +59,7 @@ def convert_raw_json(
         "n_problems": len(raw),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
-        "accuracy": sum(correct.values()) / len(raw),
+        "accuracy": sum(correct) / len(raw),
         "train_fraction": train_fraction,
         "split_seed": seed,
     }

@@ -72,13 +72,19 @@ def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings,
     return bank, time.perf_counter() - start
 
 
-@torch.no_grad()
-def evaluate_bank(bank: SAEBank, x: torch.Tensor, device: torch.device) -> BankStats:
-    """Every metric's sums, for every member, over the rows of ``x`` [n, N, H], in chunks."""
-    stats = BankStats(x.shape[0], bank.latent_dim)
+def _forward_chunks(bank: SAEBank, x: torch.Tensor, device: torch.device):
+    """``(rows, reconstruction, features)`` of every member for each chunk of rows of ``x`` [n, N, H]."""
     for i in range(0, x.shape[1], EVAL_ROWS):
         xb = x[:, i : i + EVAL_ROWS].to(device)
-        stats.update(xb, *bank(xb))
+        yield xb, *bank(xb)
+
+
+@torch.no_grad()
+def evaluate_bank(bank: SAEBank, x: torch.Tensor, device: torch.device) -> BankStats:
+    """Every metric's sums, for every member, over the rows of ``x`` [n, N, H]."""
+    stats = BankStats(x.shape[0], bank.latent_dim)
+    for xb, recon, z in _forward_chunks(bank, x, device):
+        stats.update(xb, recon, z)
     return stats
 
 
@@ -87,9 +93,7 @@ def fired_and_mse(bank: SAEBank, x: torch.Tensor, device: torch.device) -> tuple
     """Which features fire on any row of ``x`` [n, N, H] ([n, d]), and each member's MSE ([n])."""
     fired = torch.zeros(x.shape[0], bank.latent_dim, dtype=torch.bool, device=device)
     sse = torch.zeros(x.shape[0], dtype=torch.float64, device=device)
-    for i in range(0, x.shape[1], EVAL_ROWS):
-        xb = x[:, i : i + EVAL_ROWS].to(device)
-        recon, z = bank(xb)
+    for xb, recon, z in _forward_chunks(bank, x, device):
         fired |= (z != 0).any(1)
         sse += (recon - xb).pow(2).sum((1, 2), dtype=torch.float64)
     return fired.cpu(), (sse / (x.shape[1] * x.shape[2])).cpu()
@@ -97,7 +101,7 @@ def fired_and_mse(bank: SAEBank, x: torch.Tensor, device: torch.device) -> tuple
 
 def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
                 *, latent_dim: int, k: int, settings: TrainSettings, sites_per_batch: int,
-                threads: int | None = None, extra_config: dict | None = None) -> None:
+                threads: int | None = None) -> None:
     """Train the SAE (``latent_dim``, ``k``) at each site; write ``outputs[i] = (pt, json)``.
 
     Sites are trained ``sites_per_batch`` at a time as one batched model, each from the same
@@ -105,11 +109,11 @@ def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], output
     """
     if threads:
         torch.set_num_threads(threads)
+    if k > latent_dim:
+        raise InputError(f"k={k} is larger than the dictionary size d={latent_dim}")
     device = pick_device(settings.device)
     train, val = load_split(train_pt), load_split(val_pt)
     H = train["activations"].shape[1]
-    if k > latent_dim:
-        raise InputError(f"k={k} is larger than the dictionary size d={latent_dim}")
     log.info("training %d site(s), d=%d, k=%d on %s", len(sites), latent_dim, k, device)
     for b in range(0, len(sites), sites_per_batch):
         batch = sites[b : b + sites_per_batch]
@@ -122,7 +126,6 @@ def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], output
                 "input_dim": H, "latent_dim": latent_dim, "k": k, "position": position, "layer": layer,
                 **asdict(settings), "device": str(device), "recipe": RECIPE,
                 "n_train": x_train.shape[1], "n_val": x_val.shape[1], "sites_trained_together": len(batch),
-                **(extra_config or {}),
             }
             metrics = {
                 **results[s],
