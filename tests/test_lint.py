@@ -20,6 +20,7 @@ def test_rule_inputs_cover_every_module_a_job_imports():
     from codi_sae.workflow import module_files
 
     names = lambda *m: {Path(f).stem for f in module_files(REPO / "src" / "codi_sae", *m)}  # noqa: E731
-    assert names("train") == {"train", "checkpoint", "atomic", "data", "errors", "metrics", "optim", "sae"}
+    assert names("train") == {"train", "backprop", "checkpoint", "atomic", "data", "errors", "metrics", "optim",
+                             "parallel", "sae"}
     assert names("convert") == {"convert", "atomic", "errors", "parallel", "rawjson", "split"}
     assert "parallel" in names("synthetic") and "torch" not in names("plots")

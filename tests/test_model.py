@@ -1,14 +1,37 @@
-import torch
+import time
 
+import pytest
+import torch
+import torch.nn.functional as F
+
+from codi_sae.backprop import BankStep
+from codi_sae.convert import convert_raw_json
 from codi_sae.optim import Adam
-from codi_sae.sae import SAEBank, TopKAutoencoder, init_state, topk_sparsify
-from codi_sae.train import TrainSettings, fit_bank
+from codi_sae.parallel import run_in_threads
+from codi_sae.sae import SAEBank, TopKAutoencoder, init_state, topk_mask, topk_sparsify
+from codi_sae.train import TrainSettings, fit_bank, train_sites
 
 
 def test_topk_keeps_k_largest_magnitudes_with_signs():
     pre = torch.tensor([[0.1, -3.0, 2.0, -0.5, 1.0], [4.0, 0.0, -4.5, 0.2, -0.1]])
     z = topk_sparsify(pre, 2)
     assert torch.equal(z, torch.tensor([[0.0, -3.0, 2.0, 0.0, 0.0], [4.0, 0.0, -4.5, 0.0, 0.0]]))
+
+
+def test_topk_mask_is_torch_topks_choice():
+    torch.manual_seed(0)
+    mag = torch.randn(3, 50, 64).abs()
+    expected = torch.zeros_like(mag).scatter_(-1, mag.topk(20, dim=-1).indices, 1.0)
+    assert torch.equal(topk_mask(mag, 20), expected)
+    assert torch.equal(topk_mask(mag, 64), torch.ones_like(mag))
+
+
+def test_topk_mask_keeps_exactly_k_when_values_tie():
+    mag = torch.tensor([[5.0, 1.0, 2.0, 2.0, 2.0, 0.5], [3.0, 3.0, 3.0, 3.0, 3.0, 3.0], [1.0, 4.0, 3.0, 2.0, 0.0, 5.0]])
+    mask = topk_mask(mag, 3)
+    assert torch.equal(mask.sum(-1), torch.tensor([3.0, 3.0, 3.0]))
+    assert mask[0, 0] == 1 and mask[0, 1] == 0 and mask[0, 5] == 0 and mask[0, 2:5].sum() == 2
+    assert torch.equal(mask[2], torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 1.0]))
 
 
 def test_exactly_k_active_per_row_and_shapes():
@@ -32,6 +55,14 @@ def test_decoder_columns_unit_norm_at_init():
     assert torch.allclose(state["decoder.weight"].norm(dim=0), torch.ones(24), atol=1e-6)
     bank = SAEBank(3, 16, 24, 4, seed=1)
     assert torch.allclose(bank.dec_wt.norm(dim=2), torch.ones(3, 24), atol=1e-6)
+
+
+def test_bank_members_start_where_the_seeds_model_starts():
+    torch.manual_seed(7)
+    seeds_model = TopKAutoencoder(10, 16, 4)  # the seed: torch.manual_seed, then the model
+    bank = SAEBank(2, 10, 16, 4, seed=7)
+    for name, value in seeds_model.state_dict().items():
+        assert torch.equal(value, bank.member_state(1)[name]), name
 
 
 def test_bank_member_is_a_plain_topk_autoencoder():
@@ -81,15 +112,66 @@ def test_adam_matches_torch_adam():
     b = torch.nn.Parameter(a.detach().clone())
     ours, theirs = Adam([a], lr=1e-2), torch.optim.Adam([b], lr=1e-2)
     for _ in range(5):
-        for p, opt in ((a, ours), (b, theirs)):
-            opt.zero_grad()
+        for p in (a, b):
+            p.grad = None
             (p.sin() * torch.arange(5.0)).sum().backward()
-            opt.step()
+        ours.step([a.grad])
+        theirs.step()
     assert torch.allclose(a, b, atol=1e-6, rtol=0)
 
 
-def test_bank_weights_and_gradients_are_contiguous():
-    bank = SAEBank(3, 16, 8, 2, seed=0)
-    x = torch.randn(3, 5, 16)
-    bank(x)[0].pow(2).sum().backward()
-    assert all(p.is_contiguous() and p.grad.is_contiguous() for p in bank.parameters())
+@pytest.mark.parametrize("rows", [[0, 5, 2, 7, 11, 3, 9, 1], [13, 4, 6]], ids=["full", "partial"])
+def test_bank_step_gradients_are_autograds(rows):
+    torch.manual_seed(0)
+    x, rows = torch.randn(3, 14, 10), torch.tensor(rows)
+    bank, reference = SAEBank(3, 10, 16, 4, seed=2), SAEBank(3, 10, 16, 4, seed=2)
+    step = BankStep(bank, lr=1e-3)
+    loss = step(x, rows)  # the buffers keep the gradients it stepped with
+    xb = x[:, rows]
+    expected = F.mse_loss(reference(xb)[0], xb, reduction="sum") / (len(rows) * 10)
+    expected.backward()
+    assert torch.allclose(loss, expected, rtol=1e-6)
+    for grad, p in zip(step.grads, [reference.enc_wt, reference.enc_b, reference.dec_wt, reference.dec_b]):
+        assert grad.shape == p.shape and torch.allclose(grad, p.grad, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bank_step_on_cuda_matches_the_cpu():
+    torch.manual_seed(0)
+    x, rows = torch.randn(3, 40, 10), torch.randperm(40)[:16]
+    banks = {device: SAEBank(3, 10, 16, 4, seed=2).to(device) for device in ("cpu", "cuda")}
+    steps = {device: BankStep(bank, lr=1e-2) for device, bank in banks.items()}
+    for _ in range(3):
+        losses = {device: step(x.to(device), rows.to(device)) for device, step in steps.items()}
+    assert torch.allclose(losses["cuda"].cpu(), losses["cpu"], rtol=1e-4)
+    for name, value in banks["cpu"].member_state(1).items():
+        assert torch.allclose(banks["cuda"].member_state(1)[name], value, atol=1e-4), name
+
+
+def test_worker_threads_do_not_change_results(tmp_path, raw_file):
+    raw, _ = raw_file
+    data = tmp_path / "data"
+    convert_raw_json(raw, data / "train.pt", data / "val.pt", data / "info.json")
+    sites = [(p, layer) for layer in (0, 1, 2) for p in (0, 1)]
+    states = {}
+    for threads in (1, 2):
+        outputs = [(tmp_path / f"t{threads}_{s}.pt", tmp_path / f"t{threads}_{s}.json") for s in range(len(sites))]
+        train_sites(data / "train.pt", data / "val.pt", sites, outputs, latent_dim=12, k=3,
+                    settings=TrainSettings(epochs=3, batch_size=4), sites_per_batch=2, threads=threads)
+        states[threads] = [torch.load(pt, weights_only=True)["model_state_dict"] for pt, _ in outputs]
+    for one, two in zip(states[1], states[2]):
+        assert all(torch.equal(one[name], two[name]) for name in one)
+
+
+def test_run_in_threads_raises_the_first_failure_and_cancels_the_rest():
+    done = []
+
+    def job(i):
+        if i == 1:
+            raise ValueError("bad job")
+        time.sleep(0.02)
+        done.append(i)
+
+    with pytest.raises(ValueError, match="bad job"):
+        run_in_threads(job, range(50), workers=1)
+    assert 0 in done and len(done) < 10  # the jobs queued behind the failure never ran

@@ -18,15 +18,12 @@ class Adam:
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.steps = [torch.zeros((), device=p.device) for p in self.params]
 
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
     @torch.no_grad()
-    def step(self) -> None:
+    def step(self, grads: list[torch.Tensor]) -> None:
+        """Update each parameter from its gradient in ``grads``."""
         torch._foreach_add_(self.steps, 1)
         torch._fused_adam_(
-            self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq, [], self.steps,
+            self.params, grads, self.exp_avg, self.exp_avg_sq, [], self.steps,
             lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps,
             amsgrad=False, maximize=False,
         )

@@ -1,4 +1,4 @@
-"""Map a function over jobs in worker processes, in order, with bounded memory."""
+"""Run a function over jobs in worker processes (in order, bounded memory) or threads."""
 
 from __future__ import annotations
 
@@ -28,3 +28,17 @@ def map_in_order(fn: Callable, jobs: Iterable, workers: int, initializer: Callab
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def run_in_threads(fn: Callable, jobs: Iterable, workers: int) -> None:
+    """``fn(job)`` for every job, on ``workers`` threads; the first failure cancels the jobs not
+    yet started and is raised once the running ones end."""
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(fn, job) for job in jobs]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise

@@ -4,29 +4,54 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 
+def topk_mask(mag: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """1.0 at the ``k`` largest entries of ``mag`` along its last dim, 0.0 elsewhere.
+
+    On the CPU the k-th largest value of each row comes from numpy's partition (a SIMD
+    selection, about 5x faster than ``torch.topk`` here) and the mask is ``mag >= it``; a row
+    where several entries tie for the k-th place keeps ``torch.topk``'s k of them.
+    """
+    out = torch.empty_like(mag) if out is None else out
+    if mag.device.type != "cpu":
+        return out.zero_().scatter_(-1, mag.topk(k, dim=-1, sorted=False).indices, 1.0)
+    d = mag.shape[-1]
+    kth = np.partition(mag.detach().numpy(), d - k, axis=-1)[..., d - k, None]
+    torch.ge(mag, torch.from_numpy(kth), out=out)
+    tied = out.sum(-1) != k
+    if tied.any():
+        rows = mag[tied]
+        out[tied] = torch.zeros_like(rows).scatter_(-1, rows.topk(k, dim=-1, sorted=False).indices, 1.0)
+    return out
+
+
 def topk_sparsify(pre: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` entries of largest absolute value along the last dim, signs kept."""
-    idx = pre.abs().topk(k, dim=-1, sorted=False).indices
-    return torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx))
+    return pre * topk_mask(pre.detach().abs(), k)
 
 
 def init_state(input_dim: int, latent_dim: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Weights as ``nn.Linear`` initialises them (uniform in +-1/sqrt(fan_in)), decoder columns unit norm."""
+    """The seed's initial weights: ``nn.Linear``'s initialisation, encoder then decoder, from
+    ``generator``, decoder columns then scaled to unit norm. After ``torch.manual_seed(s)``, a
+    ``TopKAutoencoder`` starts from exactly ``init_state(..., Generator().manual_seed(s))``."""
 
-    def uniform(shape, fan_in):
-        bound = 1.0 / math.sqrt(fan_in)
-        return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+    def linear(fan_in: int, fan_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        weight, bias = torch.empty(fan_out, fan_in), torch.empty(fan_out)
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)  # as nn.Linear does
+        bound = 1 / math.sqrt(fan_in)
+        return weight, nn.init.uniform_(bias, -bound, bound, generator=generator)
 
-    decoder = uniform((input_dim, latent_dim), latent_dim)
+    encoder, encoder_bias = linear(input_dim, latent_dim)
+    decoder, decoder_bias = linear(latent_dim, input_dim)
     return {
-        "encoder.weight": uniform((latent_dim, input_dim), input_dim),
-        "encoder.bias": uniform((latent_dim,), input_dim),
+        "encoder.weight": encoder,
+        "encoder.bias": encoder_bias,
         "decoder.weight": decoder / decoder.norm(dim=0, keepdim=True),
-        "decoder.bias": uniform((input_dim,), latent_dim),
+        "decoder.bias": decoder_bias,
     }
 
 
@@ -65,7 +90,8 @@ class SAEBank(nn.Module):
 
     Every member starts from the same seeded initialisation and sees the same batches, so
     member ``s`` trains exactly as a lone SAE on its own data would. Weights are stored
-    transposed ([n, H, d] and [n, d, H]) so that the matmuls' gradients need no copies.
+    transposed ([n, H, d] and [n, d, H]): the batched matmuls read them, and write their
+    gradients, as they are.
     """
 
     def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int):

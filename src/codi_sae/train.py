@@ -7,13 +7,13 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 
+from .backprop import BankStep
 from .checkpoint import save_sae
 from .data import load_split, site_rows
 from .errors import InputError
 from .metrics import BankStats
-from .optim import Adam
+from .parallel import run_in_threads
 from .sae import SAEBank
 
 log = logging.getLogger(__name__)
@@ -53,19 +53,13 @@ def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings,
     bank = SAEBank(n, H, latent_dim, k, settings.seed).to(device)
     x = x.to(device)
     order = torch.Generator().manual_seed(settings.seed)
-    opt = Adam(bank.parameters(), lr=settings.lr)
+    step = BankStep(bank, lr=settings.lr)
     for epoch in range(settings.epochs):
         perm = torch.randperm(N, generator=order).to(device)
         total = torch.zeros((), device=device)
         for i in range(0, N, settings.batch_size):
-            xb = x.index_select(1, perm[i : i + settings.batch_size])
-            recon, _ = bank(xb)
-            # The sum of every SAE's own MSE (all have B x H elements): each gets its own gradient.
-            loss = F.mse_loss(recon, xb, reduction="sum") / (xb.shape[1] * H)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.detach() * xb.shape[1]  # no .item() here: it would wait for a GPU
+            rows = perm[i : i + settings.batch_size]
+            total += step(x, rows) * len(rows)  # no .item() here: it would wait for a GPU
         if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == settings.epochs:
             log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, total.item() / N / n)
     _sync(device)
@@ -105,23 +99,30 @@ def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], output
     """Train the SAE (``latent_dim``, ``k``) at each site; write ``outputs[i] = (pt, json)``.
 
     Sites are trained ``sites_per_batch`` at a time as one batched model, each from the same
-    seed, so a site's result does not depend on which sites share its batch.
+    seed, so a site's result does not depend on which sites share its batch. On the CPU,
+    batches train side by side on ``threads`` worker threads, each running its ops on one core:
+    small matmuls scale better that way than split across cores. On CUDA, one after another.
     """
-    if threads:
-        torch.set_num_threads(threads)
     if k > latent_dim:
         raise InputError(f"k={k} is larger than the dictionary size d={latent_dim}")
     device = pick_device(settings.device)
     train, val = load_split(train_pt), load_split(val_pt)
     H = train["activations"].shape[1]
-    log.info("training %d site(s), d=%d, k=%d on %s", len(sites), latent_dim, k, device)
-    for b in range(0, len(sites), sites_per_batch):
-        batch = sites[b : b + sites_per_batch]
+    batches = [(sites[b : b + sites_per_batch], outputs[b : b + sites_per_batch])
+               for b in range(0, len(sites), sites_per_batch)]
+    threads = threads or torch.get_num_threads()
+    workers = 1 if device.type == "cuda" else min(threads, len(batches))
+    torch.set_num_threads(max(1, threads // workers))
+    log.info("training %d site(s), d=%d, k=%d on %s: %d batch(es), %d worker(s) of %d thread(s)",
+             len(sites), latent_dim, k, device, len(batches), workers, torch.get_num_threads())
+
+    def train_batch(job: tuple[list[tuple[int, int]], list[tuple[str, str]]]) -> None:
+        batch, outs = job
         x_train, x_val = site_rows(train, train_pt, batch), site_rows(val, val_pt, batch)
         bank, seconds = fit_bank(x_train, latent_dim, k, settings, device)
         fired_train, train_loss = fired_and_mse(bank, x_train, device)
         results = evaluate_bank(bank, x_val, device).results(fired_elsewhere=fired_train)
-        for s, ((position, layer), (pt, js)) in enumerate(zip(batch, outputs[b : b + sites_per_batch])):
+        for s, ((position, layer), (pt, js)) in enumerate(zip(batch, outs)):
             config = {
                 "input_dim": H, "latent_dim": latent_dim, "k": k, "position": position, "layer": layer,
                 **asdict(settings), "device": str(device), "recipe": RECIPE,
@@ -137,3 +138,5 @@ def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], output
             save_sae(pt, js, bank.member_state(s), config, metrics)
             log.info("pos %d layer %d: EV %.4f, death rate %.3f -> %s", position, layer,
                      metrics["explained_variance"], metrics["feature_death_rate"], pt)
+
+    run_in_threads(train_batch, batches, workers)
