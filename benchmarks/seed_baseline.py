@@ -2,8 +2,9 @@
 
 The seed loads the whole raw JSON with ``json.load``, builds one tensor per thought vector,
 and trains every SAE on its own: each (d, K) config of the sweep and each of the 72 sites
-in turn, reloading both split files every time. The model, split and metrics are the
-package's, so only the way the work is organised differs from the workflow.
+in turn, reloading both split files every time, with autograd and ``torch.optim.Adam``. The
+split, metrics and initial weights are the package's; the TopK is the usual ``torch.topk``
+one (``SeedSAE``), not the package's faster selection.
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ def convert(raw_json: str, out_dir: str, train_fraction: float = 0.8, seed: int 
     return {"n_problems": len(samples), "n_train": len(train_idx), "n_val": len(val_idx)}
 
 
+class SeedSAE(TopKAutoencoder):
+    """The package's model with TopK as the seed computes it: ``torch.topk``, gather, scatter."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        pre = self.encoder(x)
+        idx = pre.abs().topk(self.k, dim=-1, sorted=False).indices
+        return torch.zeros_like(pre).scatter(-1, idx, pre.gather(-1, idx))
+
+
 def _site(split: dict, position: int, layer: int) -> torch.Tensor:
     meta = split["metadata"]
     mask = (torch.tensor(meta["layers"]) == layer) & (torch.tensor(meta["positions"]) == position)
@@ -61,7 +71,7 @@ def _site(split: dict, position: int, layer: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _evaluate(model: TopKAutoencoder, x_val: torch.Tensor, x_train: torch.Tensor) -> dict:
+def _evaluate(model: SeedSAE, x_val: torch.Tensor, x_train: torch.Tensor) -> dict:
     """The workflow's validation metrics (a feature is dead if it never fires on train or val)."""
     def stats(x):
         recon, features, _ = model(x)
@@ -73,13 +83,13 @@ def _evaluate(model: TopKAutoencoder, x_val: torch.Tensor, x_train: torch.Tensor
 
 
 def train_site(data_dir: str, position: int, layer: int, d: int, k: int, *, epochs: int = 25,
-               batch_size: int = 256, lr: float = 1e-3, seed: int = 42) -> tuple[TopKAutoencoder, dict]:
+               batch_size: int = 256, lr: float = 1e-3, seed: int = 42) -> tuple[SeedSAE, dict]:
     """Load both splits, train one TopK SAE on one site, return it and its validation metrics."""
     train = torch.load(Path(data_dir) / TRAIN_PT, weights_only=True)
     val = torch.load(Path(data_dir) / VAL_PT, weights_only=True)
     x_train, x_val = _site(train, position, layer), _site(val, position, layer)
     torch.manual_seed(seed)
-    model = TopKAutoencoder(x_train.shape[1], d, k)
+    model = SeedSAE(x_train.shape[1], d, k)
     loader = DataLoader(TensorDataset(x_train), batch_size=batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
