@@ -1,4 +1,4 @@
-"""Write files all-or-nothing: to a temporary name beside the target, then rename."""
+"""Read JSON; write files all-or-nothing: to a temporary name beside the target, then rename."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_json(path: str | os.PathLike):
+    """The JSON value in ``path``."""
+    with open(path) as f:
+        return json.load(f)
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

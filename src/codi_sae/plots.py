@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import PercentFormatter  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
+from .atomic import atomic_path, read_json  # noqa: E402
 from .errors import InputError  # noqa: E402
 
 DPI = 150
@@ -51,8 +51,7 @@ SITE_METRICS = (
 def _load(path: str | os.PathLike, *keys: str) -> dict:
     """Read a JSON object that must have ``keys``; bad input raises InputError naming the file."""
     try:
-        with open(path) as f:
-            obj = json.load(f)
+        obj = read_json(path)
     except (OSError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: cannot read JSON: {e}") from e
     missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]

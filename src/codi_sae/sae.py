@@ -18,15 +18,20 @@ def topk_mask(mag: torch.Tensor, k: int, out: torch.Tensor | None = None) -> tor
     """
     out = torch.empty_like(mag) if out is None else out
     if mag.device.type != "cpu":
-        return out.zero_().scatter_(-1, mag.topk(k, dim=-1, sorted=False).indices, 1.0)
+        return _scatter_topk(mag, k, out)
     d = mag.shape[-1]
     kth = np.partition(mag.detach().numpy(), d - k, axis=-1)[..., d - k, None]
     torch.ge(mag, torch.from_numpy(kth), out=out)
     tied = out.sum(-1) != k
     if tied.any():
         rows = mag[tied]
-        out[tied] = torch.zeros_like(rows).scatter_(-1, rows.topk(k, dim=-1, sorted=False).indices, 1.0)
+        out[tied] = _scatter_topk(rows, k, torch.empty_like(rows))
     return out
+
+
+def _scatter_topk(mag: torch.Tensor, k: int, out: torch.Tensor) -> torch.Tensor:
+    """``out`` set to 1.0 at ``torch.topk``'s k largest entries of each row of ``mag``, 0.0 elsewhere."""
+    return out.zero_().scatter_(-1, mag.topk(k, dim=-1, sorted=False).indices, 1.0)
 
 
 def topk_sparsify(pre: torch.Tensor, k: int) -> torch.Tensor:

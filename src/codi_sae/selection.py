@@ -8,10 +8,9 @@ death rate, smaller d, smaller K) and the summary says that none qualified.
 
 from __future__ import annotations
 
-import json
 import os
 
-from .atomic import write_json, write_text
+from .atomic import read_json, write_json, write_text
 
 COLUMNS = (  # (header, key in a row, format)
     ("Rank", "rank", "{}"), ("d", "d", "{}"), ("K", "k", "{}"), ("Sparsity K/d", "sparsity", "{:.1%}"),
@@ -43,8 +42,7 @@ def analyze_sweep(metric_files: list[str | os.PathLike], min_ev: float, summary_
     """Read each config's metrics JSON, rank them, write the summary, table and chosen {d, k}."""
     rows = []
     for path in metric_files:
-        with open(path) as f:
-            result = json.load(f)
+        result = read_json(path)
         cfg, metrics = result["config"], result["metrics"]
         rows.append({"d": cfg["latent_dim"], "k": cfg["k"], "sparsity": cfg["k"] / cfg["latent_dim"], **metrics})
     ranked, qualified = rank_configs(rows, min_ev)

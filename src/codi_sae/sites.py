@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 
-from .atomic import write_json
+from .atomic import read_json, write_json
 
 SUMMARY_METRICS = ("explained_variance", "explained_variance_std", "feature_death_rate", "reconstruction_loss")
 
@@ -15,8 +14,7 @@ def sweet_spot_config(fixed: dict | None, choice_json: str | os.PathLike | None)
     """``{"d", "k"}``: the fixed ``sites.config`` if given, else the sweep's choice."""
     if fixed:
         return {"d": fixed["d"], "k": fixed["k"]}
-    with open(choice_json) as f:
-        return json.load(f)
+    return read_json(choice_json)
 
 
 def collect_site_metrics(json_files: list[str | os.PathLike], dataset_json: str | os.PathLike,
@@ -25,13 +23,11 @@ def collect_site_metrics(json_files: list[str | os.PathLike], dataset_json: str 
     results: dict[str, dict[str, dict]] = {}
     config = None
     for path in json_files:
-        with open(path) as f:
-            site = json.load(f)
+        site = read_json(path)
         cfg = site["config"]
         results.setdefault(str(cfg["layer"]), {})[str(cfg["position"])] = site["metrics"]
         config = {k: v for k, v in cfg.items() if k not in ("position", "layer")}
-    with open(dataset_json) as f:
-        dataset = json.load(f)
+    dataset = read_json(dataset_json)
     everything = [m for by_pos in results.values() for m in by_pos.values()]
     stats = {}
     for key in SUMMARY_METRICS:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import html
-import json
 import os
 
-from .atomic import write_text
+from .atomic import read_json, write_text
 from .selection import COLUMNS
 
 STYLE = """<style>
@@ -73,10 +72,6 @@ def sites_page(metrics_all: dict) -> str:
 def write_report_tables(summary_json: str | os.PathLike, metrics_all_json: str | os.PathLike,
                         dataset_json: str | os.PathLike, sweep_html: str | os.PathLike,
                         sites_html: str | os.PathLike) -> None:
-    loaded = []
-    for path in (summary_json, metrics_all_json, dataset_json):
-        with open(path) as f:
-            loaded.append(json.load(f))
-    summary, metrics_all, dataset = loaded
+    summary, metrics_all, dataset = (read_json(p) for p in (summary_json, metrics_all_json, dataset_json))
     write_text(sweep_html, sweep_page(summary, dataset))
     write_text(sites_html, sites_page(metrics_all))
