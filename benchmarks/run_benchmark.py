@@ -66,7 +66,8 @@ def workflow_default(*keys: str):
 
 
 def run_child(cmd: list[str], log: Path, cwd: Path | None = None) -> dict:
-    """Run ``cmd`` to completion, output to ``log``; its wall seconds and peak RSS in MB."""
+    """Run ``cmd`` to completion, output to ``log``; its wall seconds, CPU seconds (user + system,
+    its waited-for descendants included) and peak RSS in MB."""
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
@@ -75,7 +76,7 @@ def run_child(cmd: list[str], log: Path, cwd: Path | None = None) -> dict:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         sys.exit(f"failed (exit {proc.returncode}): {shlex.join(cmd)}\nsee {log}")
-    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024}
 
 
 def stage(work: Path, name: str, **kwargs) -> dict:
@@ -120,17 +121,21 @@ def run_workflow(work: Path, raw: Path, mode: Mode) -> dict:
     noop = run_child(cmd, work / "logs" / "snakemake-noop.log", cwd=wd)
     print(f"  snakemake no-op: {noop['seconds']:.2f} s", flush=True)
     return {"command": shlex.join(cmd[2:]), "config": config, "run": run, "noop": noop,
-            "job_max_rss_mb": job_peaks(wd / "results" / "benchmarks")}
+            "jobs": job_stats(wd / "results" / "benchmarks"),
+            "sweep_train_seconds": sum(json.loads(p.read_text())["metrics"]["train_time_sec"]
+                                       for p in (wd / "results" / "sweep").glob("pos*_layer*/d*_k*.json"))}
 
 
-def job_peaks(bench_dir: Path) -> dict[str, float | None]:
-    """``max_rss`` (MB) of every job's Snakemake benchmark TSV; None where it was not sampled."""
-    peaks = {}
+def job_stats(bench_dir: Path) -> dict[str, dict]:
+    """Wall seconds and ``max_rss`` (MB; None where it was not sampled) of every job's Snakemake
+    benchmark TSV."""
+    stats = {}
     for tsv in sorted(bench_dir.rglob("*.tsv")):
         with open(tsv) as f:
             row = next(csv.DictReader(f, delimiter="\t"))
-        peaks[str(tsv.relative_to(bench_dir))] = None if row["max_rss"] == "NA" else float(row["max_rss"])
-    return peaks
+        stats[str(tsv.relative_to(bench_dir))] = {
+            "seconds": float(row["s"]), "max_rss_mb": None if row["max_rss"] == "NA" else float(row["max_rss"])}
+    return stats
 
 
 def compare_sites(seed_metrics_all: Path, ours_dir: Path) -> dict:
@@ -173,7 +178,10 @@ def build_rows(m: dict) -> list[dict]:
     sites_s, sites_o = st["seed-sites"], st["ours-sites"]
     seed_total = sum(st[s]["seconds"] for s in m["seed_pipeline"])
     seed_peak = max(st[s]["peak_mb"] for s in m["seed_pipeline"])
-    jobs = {job: mb for job, mb in wf["job_max_rss_mb"].items() if mb is not None}
+    seed_cpu = sum(st[s]["cpu_seconds"] for s in m["seed_pipeline"])
+    wf_cpu, wf_floor = wf["run"]["cpu_seconds"], wf["run"]["cpu_seconds"] / THREADS
+    jobs = {job: s["max_rss_mb"] for job, s in wf["jobs"].items() if s["max_rss_mb"] is not None}
+    sweep_jobs = [s["seconds"] for job, s in wf["jobs"].items() if job.startswith("sweep/")]
     top = max(jobs, key=jobs.get) if jobs else None
     speed = lambda a, b: f"{a['seconds'] / b['seconds']:.2f}x faster"  # noqa: E731
     peaks = lambda a, b: f"{a['peak_mb']:.0f} / {b['peak_mb']:.0f}"  # noqa: E731
@@ -201,6 +209,12 @@ def build_rows(m: dict) -> list[dict]:
             f"{wf['run']['seconds']:.1f} s (snakemake)", f"{seed_total / wf['run']['seconds']:.2f}x faster",
             f"{seed_peak:.0f} / {wf['run']['peak_mb']:.0f}", ">= 3x faster",
             seed_total >= 3 * wf["run"]["seconds"]),
+        row("End-to-end CPU time (reported, no target)", f"{seed_cpu:.0f} CPU-s",
+            f"{wf_cpu:.0f} CPU-s: no schedule on {THREADS} cores ends before {wf_floor:.1f} s",
+            f"at most {seed_total / wf_floor:.2f}x faster", target="-"),
+        row("Sweep jobs (reported, no target)",
+            ours=f"{len(sweep_jobs)} jobs, {sum(sweep_jobs):.1f} s in all, {wf['sweep_train_seconds']:.1f} s "
+                 "of it training", target="-"),
         row("No-op rerun", ours=f"{wf['noop']['seconds']:.2f} s", target="< 3 s", met=wf["noop"]["seconds"] < 3),
         row("Max job RSS", ours=f"{jobs[top]:.0f} MB ({top})" if top else "no job sampled",
             target="every job <= 2048 MB", met=jobs[top] <= 2048 if top else None),
@@ -221,10 +235,12 @@ def markdown_table(rows: list[dict]) -> str:
 def report(m: dict, rows: list[dict]) -> str:
     mach, wf = m["machine"], m["workflow"]
     processes = {**m["stages"], "snakemake (whole run)": wf["run"], "snakemake (no-op)": wf["noop"]}
-    stage_lines = ["| Process | Seconds | Peak MB |", "|---|---|---|"]
-    stage_lines += [f"| {name} | {s['seconds']:.2f} | {s['peak_mb']:.0f} |" for name, s in processes.items()]
-    job_lines = ["| Snakemake job (benchmark TSV) | max_rss MB |", "|---|---|"]
-    job_lines += [f"| {job} | {'NA' if mb is None else f'{mb:.0f}'} |" for job, mb in wf["job_max_rss_mb"].items()]
+    stage_lines = ["| Process | Seconds | CPU seconds | Peak MB |", "|---|---|---|---|"]
+    stage_lines += [f"| {name} | {s['seconds']:.2f} | {s['cpu_seconds']:.2f} | {s['peak_mb']:.0f} |"
+                    for name, s in processes.items()]
+    job_lines = ["| Snakemake job (benchmark TSV) | Seconds | max_rss MB |", "|---|---|---|"]
+    mb = lambda v: "NA" if v is None else f"{v:.0f}"  # noqa: E731
+    job_lines += [f"| {job} | {s['seconds']:.2f} | {mb(s['max_rss_mb'])} |" for job, s in wf["jobs"].items()]
     return "\n".join([
         "# Benchmark: the seed's method vs the workflow", "",
         f"- Date: {m['date']}",
