@@ -112,6 +112,7 @@ BAD_INPUTS = {
     "NaN": (_set(S3 + ["thoughts", "layer_1", 2, 5])(float("nan")), "layer_1, position 2, dim 5 is nan, not a finite"),
     "Infinity": (_set(S3 + ["thoughts", "layer_0", 0, 0])(float("-inf")), "layer_0, position 0, dim 0 is -inf"),
     "float32 overflow": (_set(S3 + ["thoughts", "layer_0", 1, 2])(1e39), "layer_0, position 1, dim 2 is 1e+39"),
+    "huge integer": (_set(S3 + ["thoughts", "layer_0", 1, 2])(10**400), "layer_0, position 1, dim 2 is an integer too large"),
     "string value": (_set(S3 + ["thoughts", "layer_2", 3, 7])("n/a"), "layer_2, position 3, dim 7 is 'n/a', not a number"),
     "null value": (_set(S3 + ["thoughts", "layer_2", 0, 1])(None), "layer_2, position 0, dim 1 is None, not a number"),
     "duplicate id": (_set(S3 + ["id"])(101), "sample #3 has id 101, the same as sample #1"),

@@ -14,7 +14,7 @@ import mmap
 import os
 import re
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import numpy as np
 import orjson
@@ -351,7 +351,7 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
         try:
             with np.errstate(over="ignore"):  # a float32 overflow becomes inf, reported below
                 out[li] = rows
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             _raise_bad_value(where, name, rows)
     finite = np.isfinite(out)
     if not finite.all():
@@ -363,9 +363,13 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
     return Sample(sid, is_correct, out)
 
 
-def _raise_bad_value(where: str, name: str, rows: list):
+def _raise_bad_value(where: str, name: str, rows: list) -> NoReturn:
+    """Raise an InputError naming the first value of ``rows`` that float32 cannot hold."""
     for t, row in enumerate(rows):
         for h, value in enumerate(row):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise InputError(f"{where}: {name}, position {t}, dim {h} is {value!r}, not a number")
+            if isinstance(value, int) and abs(value) > float(np.finfo(np.float32).max):
+                raise InputError(f"{where}: {name}, position {t}, dim {h} is an integer too large for float32")
+    raise InputError(f"{where}: {name} has a value that is not a float32 number")
 
