@@ -55,8 +55,7 @@ def after_sweet_spot(files):
     """
 
     def files_after_choice(wildcards):
-        if not config["sites"]["config"]:
-            checkpoints.analyze_sweep.get()
+        sweet_spot_choice(wildcards)
         return list(files)
 
     return files_after_choice
