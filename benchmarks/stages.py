@@ -17,7 +17,7 @@ import torch
 
 import seed_baseline
 from codi_sae.convert import convert_raw_json
-from codi_sae.train import TrainSettings, train_sites
+from codi_sae.train import TrainSettings, train_saes
 
 
 def ours_sites(data_dir: str, out_dir: str, d: int, k: int, epochs: int, threads: int, sites_per_batch: int,
@@ -26,7 +26,7 @@ def ours_sites(data_dir: str, out_dir: str, d: int, k: int, epochs: int, threads
     info = json.loads((Path(data_dir) / "dataset.json").read_text())
     sites = [(p, layer) for layer in info["layers"] for p in range(info["n_positions"])]
     outputs = [(f"{out_dir}/pos{p}_layer{layer}.pt", f"{out_dir}/pos{p}_layer{layer}.json") for p, layer in sites]
-    train_sites(f"{data_dir}/train.pt", f"{data_dir}/val.pt", sites, outputs, latent_dim=d, k=k,
+    train_saes(f"{data_dir}/train.pt", f"{data_dir}/val.pt", sites, outputs, latent_dim=d, k=k,
                 settings=TrainSettings(epochs=epochs, device=device), sites_per_batch=sites_per_batch,
                 threads=threads)
     return {"n_sites": len(sites)}

@@ -8,6 +8,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from codi_sae.errors import InputError
+from codi_sae.heatmaps import SITE_METRICS
 from codi_sae.workflow import (
     DEMO_JSON,
     DEMO_TRUTH,
@@ -21,6 +22,10 @@ try:
     check_config(config, DATA)
 except InputError as e:
     raise WorkflowError(f"Configuration error: {e}") from None
+
+# The report's workflow text sees only the config: give it the data's own synthetic flag (the
+# schema refuses this key from users).
+config["_data"] = {"synthetic": DATA.synthetic}
 
 SWEEP_DIR = (
     f"results/sweep/pos{config['sweep']['position']}_layer{config['sweep']['layer']}"
@@ -40,7 +45,11 @@ def pkg(*modules):
 
 
 def sweet_spot_choice(wildcards):
-    """The sweep's chosen {d, k} file; nothing when sites.config fixes the config."""
+    """The sweep's chosen {d, k} file; nothing when sites.config fixes the config.
+
+    When the sweep's analysis reruns but writes the same choice, the sites do not rerun:
+    Snakemake compares a small input file's checksum, not only its time (tested).
+    """
     if config["sites"]["config"]:
         return []
     return [checkpoints.analyze_sweep.get().output.choice]
@@ -51,10 +60,12 @@ def after_sweet_spot(files):
 
     The jobs after the per-site training take their input through it so that Snakemake
     decides afresh whether they must run once the sweep's analysis (a checkpoint) has rerun:
-    an unchanged choice then reruns none of them.
+    an unchanged choice then reruns none of them (tested). Without it, Snakemake keeps a stale
+    "input updated by another job" reason for jobs two or more steps after a checkpoint.
     """
 
     def files_after_choice(wildcards):
+        # Called for its side effect only: it waits on the checkpoint.
         sweet_spot_choice(wildcards)
         return list(files)
 

@@ -1,8 +1,9 @@
-HEATMAPS = ["reconstruction_loss", "feature_death_rate", "explained_variance"]
+HEATMAPS = [metric.key for metric in SITE_METRICS]  # the files plots.py draws
 
 
 rule plot_sites:
     input:
+        # waits on the sweet spot; an unchanged one reruns nothing here (common.smk)
         metrics=after_sweet_spot(rules.collect_site_metrics.output),
         code=pkg("plots"),
     output:
@@ -56,6 +57,7 @@ rule plot_sweep:
 rule report_tables:
     input:
         summary=rules.analyze_sweep.output.summary,
+        # waits on the sweet spot; an unchanged one reruns nothing here (common.smk)
         metrics=after_sweet_spot(rules.collect_site_metrics.output),
         dataset=rules.convert.output.info,
         code=pkg("tables"),

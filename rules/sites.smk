@@ -11,7 +11,7 @@ rule train_sites:
     input:
         **SPLITS,
         choice=sweet_spot_choice,
-        code=pkg("train", "sites"),
+        code=pkg("train", "selection"),
     output:
         pt=[f"{s}.pt" for s in SITE_FILES],
         json=[f"{s}.json" for s in SITE_FILES],
@@ -30,16 +30,16 @@ rule train_sites:
         train={**config["train"], **SITES["train"]},
         fixed=SITES["config"],
         sites=DATA.sites,
-        sites_per_batch=SITES["sites_per_batch"],
     script:
         "../scripts/train_sites.py"
 
 
 rule collect_site_metrics:
     input:
+        # waits on the sweet spot; an unchanged one reruns nothing here (common.smk)
         json=after_sweet_spot(rules.train_sites.output.json),
         dataset=rules.convert.output.info,
-        code=pkg("sites"),
+        code=pkg("collect"),
     output:
         "results/sweet_spot/metrics_all.json",
     log:

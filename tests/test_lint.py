@@ -1,8 +1,15 @@
+import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
+# conda package -> the module a job imports
+CONDA_MODULES = {"pytorch": "torch", "pyyaml": "yaml", "matplotlib-base": "matplotlib", "seaborn-base": "seaborn"}
 
 
 def test_snakemake_lint_is_clean():
@@ -16,11 +23,58 @@ def test_snakefmt_check_is_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_rule_inputs_cover_every_module_a_job_imports():
-    from codi_sae.workflow import module_files
+RULES = """
+import json
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
 
-    names = lambda *m: {Path(f).stem for f in module_files(REPO / "src" / "codi_sae", *m)}  # noqa: E731
-    assert names("train") == {"train", "backprop", "checkpoint", "atomic", "data", "errors", "metrics", "optim",
-                             "parallel", "sae"}
-    assert names("convert") == {"convert", "atomic", "errors", "parallel", "rawjson", "split"}
-    assert "parallel" in names("synthetic") and "torch" not in names("plots")
+with SnakemakeApi(OutputSettings(quiet=True)) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"), workdir=Path("."))
+    rules = {
+        rule.name: {
+            "script": str(Path(rule.snakefile).parent / rule.script),
+            "code": sorted(rule.input.get("code", [])),
+            "env": str(Path(rule.snakefile).parent / rule.conda_env),
+        }
+        for rule in workflow._workflow.rules if rule.script
+    }
+print(json.dumps(rules))
+"""
+# Runs a script's top-level imports as Snakemake would (its folder first on sys.path) and
+# prints the package modules then loaded, with the third-party modules they import.
+IMPORTS = """
+import ast, json, sys
+script = sys.argv[1]
+sys.path.insert(0, script.rsplit("/", 1)[0])
+tree = ast.parse(open(script).read())
+exec(compile(ast.Module([n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], []), script, "exec"))
+loaded = {name: mod.__file__ for name, mod in list(sys.modules.items()) if name.startswith("codi_sae.")}
+third = set()
+for path in loaded.values():
+    for node in ast.parse(open(path).read()).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+            [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+        third |= {n.split(".")[0] for n in names} - set(sys.stdlib_module_names) - {"codi_sae", "__future__"}
+print(json.dumps({"modules": sorted(n.split(".")[1] for n in loaded), "third_party": sorted(third)}))
+"""
+
+
+def rules() -> dict:
+    proc = subprocess.run([sys.executable, "-c", RULES], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("name, rule", rules().items())
+def test_each_rule_lists_every_module_its_job_runs_and_its_env_has_them(name, rule):
+    proc = subprocess.run([sys.executable, "-c", IMPORTS, rule["script"]], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    job = json.loads(proc.stdout)
+    assert job["modules"], f"{name}: its script loads no package module"
+    listed = {Path(f).stem for f in rule["code"]}
+    assert set(job["modules"]) <= listed, f"rule {name}'s pkg(...) misses {set(job['modules']) - listed}"
+    env = yaml.safe_load(Path(rule["env"]).read_text())["dependencies"]
+    packages = {dep.split("=")[0].split(">")[0].split("<")[0].strip() for dep in env}
+    provided = {CONDA_MODULES.get(p, p) for p in packages}
+    assert set(job["third_party"]) <= provided, f"rule {name}'s env {rule['env']} lacks {set(job['third_party']) - provided}"

@@ -6,10 +6,11 @@ import torch.nn.functional as F
 
 from codi_sae.backprop import BankStep
 from codi_sae.convert import convert_raw_json
+from codi_sae.errors import InputError
 from codi_sae.optim import Adam
 from codi_sae.parallel import run_in_threads
 from codi_sae.sae import SAEBank, TopKAutoencoder, init_state, topk_mask, topk_sparsify
-from codi_sae.train import TrainSettings, fit_bank, train_sites
+from codi_sae.train import TrainSettings, fit_bank, train_saes
 
 
 def test_topk_keeps_k_largest_magnitudes_with_signs():
@@ -46,6 +47,15 @@ def test_exactly_k_active_per_row_and_shapes():
     pre = sae.encoder(x)
     kept = z != 0
     assert torch.equal(z[kept], pre[kept])  # values and signs of the kept pre-activations
+
+
+@pytest.mark.parametrize("model", [lambda d, k: TopKAutoencoder(8, d, k), lambda d, k: SAEBank(2, 8, d, k, seed=0)])
+def test_k_must_be_between_1_and_d(model):
+    with pytest.raises(InputError, match="k=5 is larger than d=4"):
+        model(4, 5)
+    with pytest.raises(InputError, match="k=0 must be at least 1"):
+        model(4, 0)
+    assert model(4, 4).k == 4
 
 
 def test_decoder_columns_unit_norm_at_init():
@@ -106,11 +116,24 @@ def test_training_is_reproducible_and_learns():
         assert err(a) < 0.5 * err(untrained)
 
 
-def test_adam_matches_torch_adam():
+def _other_signature(params, grads):
+    raise TypeError("_fused_adam_() takes 2 positional arguments")
+
+
+BROKEN_KERNELS = {"missing": None, "other signature": _other_signature, "does nothing": lambda *a, **kw: None}
+
+
+@pytest.mark.parametrize("kernel", ["private kernel", *BROKEN_KERNELS])
+def test_adam_matches_torch_adam(monkeypatch, kernel):
+    if kernel == "missing":
+        monkeypatch.delattr(torch, "_fused_adam_")
+    elif kernel in BROKEN_KERNELS:
+        monkeypatch.setattr(torch, "_fused_adam_", BROKEN_KERNELS[kernel])
     torch.manual_seed(0)
     a = torch.nn.Parameter(torch.randn(4, 5))
     b = torch.nn.Parameter(a.detach().clone())
     ours, theirs = Adam([a], lr=1e-2), torch.optim.Adam([b], lr=1e-2)
+    assert (ours.fallback is None) == (kernel == "private kernel")
     for _ in range(5):
         for p in (a, b):
             p.grad = None
@@ -154,11 +177,13 @@ def test_worker_threads_do_not_change_results(tmp_path, raw_file):
     convert_raw_json(raw, data / "train.pt", data / "val.pt", data / "info.json")
     sites = [(p, layer) for layer in (0, 1, 2) for p in (0, 1)]
     states = {}
+    threads_before = torch.get_num_threads()
     for threads in (1, 2):
         outputs = [(tmp_path / f"t{threads}_{s}.pt", tmp_path / f"t{threads}_{s}.json") for s in range(len(sites))]
-        train_sites(data / "train.pt", data / "val.pt", sites, outputs, latent_dim=12, k=3,
+        train_saes(data / "train.pt", data / "val.pt", sites, outputs, latent_dim=12, k=3,
                     settings=TrainSettings(epochs=3, batch_size=4), sites_per_batch=2, threads=threads)
         states[threads] = [torch.load(pt, weights_only=True)["model_state_dict"] for pt, _ in outputs]
+        assert torch.get_num_threads() == threads_before  # the process's setting is restored
     for one, two in zip(states[1], states[2]):
         assert all(torch.equal(one[name], two[name]) for name in one)
 

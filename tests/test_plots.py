@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from codi_sae.errors import InputError
-from codi_sae.plots import plot_site_heatmaps, plot_sweep
+from codi_sae.plots import plot_site_heatmaps, plot_sweep, plt, sweep_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEATMAP_STEMS = ("reconstruction_loss", "feature_death_rate", "explained_variance")
@@ -110,3 +110,15 @@ def test_sweep_plot(tmp_path, synthetic, qualified):
     assert ("SYNTHETIC DEMO DATA" in text) == synthetic
     assert "sweet spot" in text and "position 3, layer 8" in text
     assert ("no config reaches" in text) == (not qualified)
+
+
+def test_sweep_plot_axes_without_any_dead_feature():
+    doc = summary()
+    for c in doc["configs"]:
+        c["feature_death_rate"] = 0.0
+    fig = sweep_figure(doc, dataset())
+    fig.canvas.draw()
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_xticklabels()]
+        assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
+    plt.close(fig)

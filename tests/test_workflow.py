@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
+import statistics
 import uuid
 import subprocess
 import sys
@@ -17,6 +19,7 @@ from conftest import raw_dict, write_raw
 
 from codi_sae.checkpoint import load_sae
 from codi_sae.sae import TopKAutoencoder
+from codi_sae.selection import rank_configs
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +28,7 @@ TINY = """
 demo: {n_problems: 30, n_layers: 3, n_positions: 4, hidden_dim: 16}
 sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2}, {d: 16, k: 4}, {d: 24, k: 8}]}
 train: {epochs: 3, batch_size: 8}
+sites: {sites_per_batch: 5}
 """
 METRICS = {
     "explained_variance", "explained_variance_std", "fvu", "reconstruction_loss", "cosine_similarity",
@@ -93,7 +97,14 @@ def test_every_output_of_the_demo_run(demo_run):
     everything = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())
     assert sorted(everything["results"]) == ["0", "1", "2"]
     assert all(sorted(by_pos) == ["0", "1", "2", "3"] for by_pos in everything["results"].values())
-    assert everything["config"]["latent_dim"] == choice["d"] and everything["statistics"]["explained_variance"]
+    assert everything["config"]["latent_dim"] == choice["d"]
+    assert everything["config"]["sites_trained_together"] is None  # batches of 5, 5 and 2 sites
+    for key, stats in everything["statistics"].items():
+        values = [m[key] for by_pos in everything["results"].values() for m in by_pos.values()]
+        assert len(values) == 12
+        expected = {"mean": statistics.fmean(values), "std": statistics.stdev(values), "min": min(values),
+                    "max": max(values)}
+        assert stats == pytest.approx(expected, rel=1e-12), key
     for layer in range(3):
         for pos in range(4):
             ckpt = torch.load(wd / f"results/sweet_spot/pos{pos}_layer{layer}.pt", weights_only=True)
@@ -120,24 +131,53 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
+def chosen(rows: list[dict], min_ev: float) -> dict:
+    best = rank_configs(rows, min_ev)[0][0]
+    return {"d": best["d"], "k": best["k"]}
+
+
 def test_incremental_rebuilds(demo_run):
     wd = demo_run
     args = ("--configfile", "tiny.yaml")
+    config = wd / "tiny.yaml"
+    choice_file = wd / "results/sweep/pos1_layer2/sweet_spot.json"
+    summary_file = wd / "results/sweep/pos1_layer2/analysis_summary.json"
+    sites_and_after = {"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "report_tables": 1, "all": 1}
+    assert ran(snakemake(wd, *args)) == Counter()
+
+    # how many sites train together cannot change a result: nothing reruns
+    edit(config, "sites: {sites_per_batch: 5}", "sites: {sites_per_batch: 12}")
     assert ran(snakemake(wd, *args)) == Counter()
 
     # an edited sweep entry whose result does not change the choice: that config and the analysis
-    choice_file = wd / "results/sweep/pos1_layer2/sweet_spot.json"
     choice = json.loads(choice_file.read_text())
     d, k = next((d, k) for d, k in ((8, 2), (16, 4), (24, 8)) if d != choice["d"])
-    edit(wd / "tiny.yaml", f"{{d: {d}, k: {k}}}", f"{{d: {d}, k: 1}}")  # k=1: worse, not chosen
+    edit(config, f"{{d: {d}, k: {k}}}", f"{{d: {d}, k: 1}}")  # k=1: worse, not chosen
     jobs = ran(snakemake(wd, *args))
     assert json.loads(choice_file.read_text()) == choice, "test premise: the choice stays"
     assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "report_tables": 1, "all": 1})
 
-    # site training settings: the sites and their plots only
-    (wd / "tiny.yaml").write_text((wd / "tiny.yaml").read_text() + "sites: {train: {epochs: 2}}\n")
+    # a selection threshold that changes the choice: the analysis, then every site
+    rows = json.loads(summary_file.read_text())["configs"]
+    threshold = next(r["explained_variance"] for r in rows if chosen(rows, r["explained_variance"]) != choice)
+    config.write_text(config.read_text() + f"selection: {{min_explained_variance: {threshold!r}}}\n")
     jobs = ran(snakemake(wd, *args))
-    assert jobs == Counter({"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "report_tables": 1, "all": 1})
+    assert json.loads(choice_file.read_text()) != choice
+    assert jobs == Counter({"analyze_sweep": 1, "plot_sweep": 1, **sites_and_after})
+
+    # an edit of the chosen config's sweep entry: it, the analysis and, the choice changing, every site
+    choice = json.loads(choice_file.read_text())
+    d, k = choice["d"], choice["k"]
+    pairs = {(r["d"], r["k"]) for r in rows}
+    k2 = k + 1 if k < d and (d, k + 1) not in pairs else k - 1
+    edit(config, f"{{d: {d}, k: {k}}}", f"{{d: {d}, k: {k2}}}")
+    jobs = ran(snakemake(wd, *args))
+    assert json.loads(choice_file.read_text()) != choice
+    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, **sites_and_after})
+
+    # site training settings: the sites and what follows only
+    edit(config, "sites: {sites_per_batch: 12}", "sites: {sites_per_batch: 12, train: {epochs: 2}}")
+    assert ran(snakemake(wd, *args)) == Counter(sites_and_after)
 
     # the package's training code: every training job and what follows, not the data
     with open(wd / "src/codi_sae/train.py", "a") as f:
@@ -152,22 +192,48 @@ def test_incremental_rebuilds(demo_run):
     assert ran(snakemake(wd, *args)) == Counter({"plot_sites": 1, "plot_sweep": 1, "all": 1})
 
 
-def test_raw_json_of_another_shape(tmp_path):
+def build_report(workdir: Path, *args: str) -> str:
+    """The HTML of ``snakemake --report`` in ``workdir``."""
+    report = workdir / "results/report.html"
+    snakemake(workdir, *args, "--report", str(report))
+    return report.read_text()
+
+
+def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
-    raw = write_raw(tmp_path / "llm.json", raw_dict(n=12, layers=tuple(range(7)), T=6, H=384))
+    obj = raw_dict(n=12, layers=tuple(range(7)), T=6, H=384)
+    obj["metadata"]["synthetic"] = True  # the data's own flag, not raw_json being empty, makes the banner
+    raw = write_raw(tmp_path / "llm.json", obj)
     (wd / "other.yaml").write_text(
         f"raw_json: {raw}\n"
+        "split: {train_fraction: 0.75}\n"
         "sweep: {position: 5, layer: 6, configs: [{d: 32, k: 8}, {d: 64, k: 8}]}\n"
         "train: {epochs: 2}\n"
     )
-    snakemake(wd, "--configfile", "other.yaml")
+    args = ("--configfile", "other.yaml")
+    snakemake(wd, *args)
     everything = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())
     assert sorted(map(int, everything["results"])) == list(range(7))
     assert everything["n_sites"] == 42 and everything["config"]["input_dim"] == 384
+    assert everything["config"]["n_train"] == 9 and everything["config"]["n_val"] == 3
     assert not (wd / "results/demo").exists()
     ckpt = torch.load(wd / "results/sweet_spot/pos5_layer6.pt", weights_only=True)
     assert ckpt["model_state_dict"]["encoder.weight"].shape[1] == 384
     assert (wd / "results/plots/explained_variance.png").exists()
+    html = build_report(wd, *args)
+    assert "SYNTHETIC DEMO DATA: the data" in html and "(75% train, 25%" in html
+    train = wd / "results/data/train_activations.pt"
+    before = torch.load(train, weights_only=True)["activations"]
+
+    # the raw JSON replaced by other (real, not synthetic) data of the same shape: everything reruns
+    write_raw(raw, raw_dict(n=12, layers=tuple(range(7)), T=6, H=384, seed=1))
+    jobs = ran(snakemake(wd, *args))
+    assert jobs == Counter({"convert": 1, "train_sweep_config": 2, "analyze_sweep": 1, "train_sites": 1,
+                            "collect_site_metrics": 1, "plot_sites": 1, "plot_sweep": 1, "report_tables": 1,
+                            "all": 1})
+    assert json.loads((wd / "results/data/dataset.json").read_text())["synthetic"] is False
+    assert not torch.equal(torch.load(train, weights_only=True)["activations"], before)
+    assert "SYNTHETIC DEMO DATA" not in build_report(wd, *args)
 
 
 @pytest.mark.parametrize(
@@ -205,6 +271,22 @@ def test_broken_raw_json_fails_cleanly(tmp_path):
     assert not any((wd / "results/data").glob("*"))
 
 
+@pytest.fixture(scope="module")
+def demo_report(demo_run) -> Path:
+    build_report(demo_run, "--configfile", "tiny.yaml")
+    return demo_run / "results/report.html"
+
+
+def test_report_holds_the_workflow_text_plots_and_tables(demo_report):
+    html = demo_report.read_text()
+    assert "SYNTHETIC DEMO DATA: the data's metadata marks it synthetic" in html and "(80% train, 20%" in html
+    for name in ("explained_variance", "feature_death_rate", "reconstruction_loss", "sweep"):
+        assert f'"data_uri": "data:image/png;charset=utf8;filename={name}.png;base64,iVBORw0KGgo' in html, name
+    for name, text in (("sweep", "Sweet spot: d="), ("sites", "Statistics over 12 sites")):
+        encoded = re.search(rf'"data_uri": "data:text/html;charset=utf8;filename={name}.html;base64,([^"]+)"', html)
+        assert text in base64.b64decode(encoded.group(1)).decode(), name
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Clicks through the report's menu once its app has rendered; the page title says what was found.
 CLICK_THROUGH = """<script>
@@ -236,13 +318,9 @@ def browser_dom(page: Path) -> str:
                                                                 "reconstruction_loss")]
     + [("Sweep", "results/plots/sweep.png")],
 )
-def test_report_shows_the_plots_in_a_browser(demo_run, category, result):
-    report = demo_run / "results/report.html"
-    if not report.exists():
-        snakemake(demo_run, "--configfile", "tiny.yaml", "--report", str(report))
-    html = report.read_text()
-    assert "results/report/sweep.html" in html and "results/report/sites.html" in html
-    page = demo_run / f"click_{uuid.uuid4().hex}.html"
+def test_report_shows_the_plots_in_a_browser(demo_report, category, result):
+    html = demo_report.read_text()
+    page = demo_report.parent / f"click_{uuid.uuid4().hex}.html"
     head, tail = html.rsplit("</body>", 1)  # the app's code holds the string "</body>" too
     page.write_text(head + CLICK_THROUGH % (category, result) + "</body>" + tail)
     dom = browser_dom(page)

@@ -1,4 +1,4 @@
-"""Read JSON; write files all-or-nothing: to a temporary name beside the target, then rename."""
+"""Read JSON; write files all-or-nothing: into a hidden folder beside the target, then rename."""
 
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ from typing import Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it to ``path`` only on success."""
+    """Yield a temporary path for ``path``; rename it to ``path`` only on success.
+
+    The temporary file has ``path``'s own name, in a hidden folder beside it, so what records
+    its name (the archive inside a ``torch.save`` file) carries the final one.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    folder = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / path.name
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def read_json(path: str | os.PathLike):

@@ -9,7 +9,6 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import matplotlib
 
@@ -23,29 +22,11 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 
 from .atomic import atomic_path, read_json  # noqa: E402
 from .errors import InputError  # noqa: E402
+from .heatmaps import SITE_METRICS  # noqa: E402
 
 DPI = 150
 SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA - not real model activations"
 SWEET_COLOR, OTHER_COLOR = "#e6550d", "#9ecae1"
-
-
-class Metric(NamedTuple):
-    """How one site metric is drawn: file stem, title, colormap, cell format, direction."""
-
-    key: str
-    title: str
-    cmap: str
-    fmt: str
-    better: str
-
-
-SITE_METRICS = (
-    Metric("reconstruction_loss", "Reconstruction loss (validation MSE)", "YlOrRd", "{:.3g}", "lower is better"),
-    Metric("feature_death_rate", "Feature death rate (dead on train + validation)", "YlOrRd", "{:.1%}",
-           "lower is better"),
-    Metric("explained_variance", "Explained variance, seed's definition (validation)", "YlGn", "{:.3f}",
-           "higher is better"),
-)
 
 
 def _load(path: str | os.PathLike, *keys: str) -> dict:
@@ -131,10 +112,14 @@ def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike,
                out_svg: str | os.PathLike) -> None:
     """Explained variance and feature death rate of every (d, K) config at one site, best rank on top."""
     summary = _load(summary_json, "site", "selection_rule", "sweet_spot", "configs")
-    dataset = _load(dataset_json)
-    configs = sorted(summary["configs"], key=lambda c: c["rank"])
-    if not configs:
+    if not summary["configs"]:
         raise InputError(f"{summary_json}: no configs to plot")
+    _save(sweep_figure(summary, _load(dataset_json)), out_png, out_svg)
+
+
+def sweep_figure(summary: dict, dataset: dict):
+    """The figure of ``plot_sweep``, from the analysis summary and the dataset description."""
+    configs = sorted(summary["configs"], key=lambda c: c["rank"])
     best = (summary["sweet_spot"]["d"], summary["sweet_spot"]["k"])
     is_best = [(c["d"], c["k"]) == best for c in configs]
     labels = [f"d={c['d']}, K={c['k']}" + ("  \u2605 sweet spot" if b else "") for c, b in zip(configs, is_best)]
@@ -151,7 +136,8 @@ def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike,
     for ax, key, title, fmt in panels:
         values = np.array([c[key] for c in configs], dtype=float)
         ax.barh(y, values, color=colors, edgecolor="0.3", linewidth=0.5)
-        high = max(values.max(), min_ev if key == "explained_variance" else 0.0, 1e-9)
+        # The axis spans at least 0..0.01 (1%), so that all-zero values still get distinct ticks.
+        high = max(values.max(), min_ev if key == "explained_variance" else 0.0, 0.01)
         pad = 0.015 * (high - min(values.min(), 0.0))
         for yi, v in zip(y, values):
             ax.text(max(v, 0.0) + pad, yi, fmt.format(v), va="center", fontsize=8,
@@ -179,4 +165,4 @@ def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike,
     if not summary.get("any_config_qualified", True):
         heading += f"\nno config reaches EV {min_ev:g}: highest EV chosen"
     _title(fig, heading, dataset.get("synthetic", False))
-    _save(fig, out_png, out_svg)
+    return fig

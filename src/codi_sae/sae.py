@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .saeconfig import check_k
+
 
 def topk_mask(mag: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """1.0 at the ``k`` largest entries of ``mag`` along its last dim, 0.0 elsewhere.
@@ -68,8 +70,7 @@ class TopKAutoencoder(nn.Module):
 
     def __init__(self, input_dim: int, latent_dim: int, k: int):
         super().__init__()
-        if not 0 < k <= latent_dim:
-            raise ValueError(f"k must be in 1..latent_dim={latent_dim}, not {k}")
+        check_k(latent_dim, k)
         self.input_dim, self.latent_dim, self.k = input_dim, latent_dim, k
         self.encoder = nn.Linear(input_dim, latent_dim)
         self.decoder = nn.Linear(latent_dim, input_dim)
@@ -101,8 +102,7 @@ class SAEBank(nn.Module):
 
     def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int):
         super().__init__()
-        if not 0 < k <= latent_dim:
-            raise ValueError(f"k must be in 1..latent_dim={latent_dim}, not {k}")
+        check_k(latent_dim, k)
         self.k = k
         state = init_state(input_dim, latent_dim, torch.Generator().manual_seed(seed))
         stack = lambda t: nn.Parameter(t.expand(n, *t.shape).contiguous())  # noqa: E731

@@ -21,6 +21,13 @@ COLUMNS = (  # (header, key in a row, format)
 )
 
 
+def chosen_config(fixed: dict | None, choice_json: str | os.PathLike | None) -> dict:
+    """``{"d", "k"}`` of the sites: the fixed ``sites.config`` if given, else the sweep's choice."""
+    if fixed:
+        return {"d": fixed["d"], "k": fixed["k"]}
+    return read_json(choice_json)
+
+
 def rank_configs(rows: list[dict], min_ev: float) -> tuple[list[dict], bool]:
     """Rows sorted best first by the rule above, and whether the best one qualified."""
     qualified = [r for r in rows if r["explained_variance"] >= min_ev]

@@ -93,28 +93,27 @@ def fired_and_mse(bank: SAEBank, x: torch.Tensor, device: torch.device) -> tuple
     return fired.cpu(), (sse / (x.shape[1] * x.shape[2])).cpu()
 
 
-def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
-                *, latent_dim: int, k: int, settings: TrainSettings, sites_per_batch: int,
-                threads: int | None = None) -> None:
-    """Train the SAE (``latent_dim``, ``k``) at each site; write ``outputs[i] = (pt, json)``.
+def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
+               *, latent_dim: int, k: int, settings: TrainSettings, sites_per_batch: int,
+               threads: int | None = None) -> None:
+    """Train one SAE (``latent_dim``, ``k``) at each site; write ``outputs[i] = (pt, json)``.
 
     Sites are trained ``sites_per_batch`` at a time as one batched model, each from the same
     seed, so a site's result does not depend on which sites share its batch. On the CPU,
     batches train side by side on ``threads`` worker threads, each running its ops on one core:
     small matmuls scale better that way than split across cores. On CUDA, one after another.
+    The process's torch thread count is restored on return.
     """
-    if k > latent_dim:
-        raise InputError(f"k={k} is larger than the dictionary size d={latent_dim}")
     device = pick_device(settings.device)
     train, val = load_split(train_pt), load_split(val_pt)
     H = train["activations"].shape[1]
     batches = [(sites[b : b + sites_per_batch], outputs[b : b + sites_per_batch])
                for b in range(0, len(sites), sites_per_batch)]
-    threads = threads or torch.get_num_threads()
+    threads_before = torch.get_num_threads()
+    threads = threads or threads_before
     workers = 1 if device.type == "cuda" else min(threads, len(batches))
-    torch.set_num_threads(max(1, threads // workers))
     log.info("training %d site(s), d=%d, k=%d on %s: %d batch(es), %d worker(s) of %d thread(s)",
-             len(sites), latent_dim, k, device, len(batches), workers, torch.get_num_threads())
+             len(sites), latent_dim, k, device, len(batches), workers, max(1, threads // workers))
 
     def train_batch(job: tuple[list[tuple[int, int]], list[tuple[str, str]]]) -> None:
         batch, outs = job
@@ -139,4 +138,8 @@ def train_sites(train_pt: str, val_pt: str, sites: list[tuple[int, int]], output
             log.info("pos %d layer %d: EV %.4f, death rate %.3f -> %s", position, layer,
                      metrics["explained_variance"], metrics["feature_death_rate"], pt)
 
-    run_in_threads(train_batch, batches, workers)
+    torch.set_num_threads(max(1, threads // workers))
+    try:
+        run_in_threads(train_batch, batches, workers)
+    finally:
+        torch.set_num_threads(threads_before)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .rawjson import read_header
+from .saeconfig import check_k
 
 DEMO_JSON = "results/demo/synthetic_raw.json"
 DEMO_TRUTH = "results/demo/synthetic_ground_truth.pt"
@@ -56,8 +57,7 @@ def check_config(config: dict, shape: DataShape) -> None:
     if config["sites"].get("config"):
         checks.append(("sites.config", config["sites"]["config"]))
     for where, c in checks:
-        if c["k"] > c["d"]:
-            raise InputError(f"{where}: k={c['k']} is larger than d={c['d']}")
+        check_k(c["d"], c["k"], f"{where}: ")
 
 
 def module_files(package_dir: str | Path, *modules: str) -> list[str]:
