@@ -7,8 +7,10 @@ from snakemake.exceptions import WorkflowError
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
+from codi_sae.atomic import read_json
 from codi_sae.errors import InputError
 from codi_sae.heatmaps import SITE_METRICS
+from codi_sae.saeconfig import entry_name, entry_recipe, entry_train, sae_job
 from codi_sae.workflow import (
     DEMO_JSON,
     DEMO_TRUTH,
@@ -34,6 +36,7 @@ SPLITS = {
     "train": "results/data/train_activations.pt",
     "val": "results/data/val_activations.pt",
 }
+SAE = config["sae"]
 LOGS = "results/logs"
 BENCH = "results/benchmarks"  # time and peak memory of every job
 GPU = config["resources"]["gpu"]
@@ -53,6 +56,14 @@ def sweet_spot_choice(wildcards):
     if config["sites"]["config"]:
         return []
     return [checkpoints.analyze_sweep.get().output.choice]
+
+
+def sites_entry(wildcards):
+    """The entry the sites train: sites.config, else the sweep's choice once it is known."""
+    if config["sites"]["config"]:
+        fixed = config["sites"]["config"]
+        return {**fixed, "recipe": entry_recipe(fixed, SAE)}
+    return read_json(sweet_spot_choice(wildcards)[0])
 
 
 def after_sweet_spot(files):

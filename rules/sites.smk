@@ -11,7 +11,7 @@ rule train_sites:
     input:
         **SPLITS,
         choice=sweet_spot_choice,
-        code=pkg("train", "selection"),
+        code=pkg("train"),
     output:
         pt=[f"{s}.pt" for s in SITE_FILES],
         json=[f"{s}.json" for s in SITE_FILES],
@@ -27,8 +27,12 @@ rule train_sites:
         runtime=240,
         gpu=GPU,
     params:
-        train={**config["train"], **SITES["train"]},
-        fixed=SITES["config"],
+        sae=lambda wildcards: sae_job(sites_entry(wildcards), SAE),
+        train=lambda wildcards: {
+            **config["train"],
+            **entry_train(sites_entry(wildcards)),
+            **SITES["train"],
+        },
         sites=DATA.sites,
     script:
         "../scripts/train_sites.py"
@@ -39,6 +43,7 @@ rule collect_site_metrics:
         # waits on the sweet spot; an unchanged one reruns nothing here (common.smk)
         json=after_sweet_spot(rules.train_sites.output.json),
         dataset=rules.convert.output.info,
+        baselines=after_sweet_spot(["results/baselines/sites.json"]),
         code=pkg("collect"),
     output:
         "results/sweet_spot/metrics_all.json",

@@ -1,4 +1,9 @@
 SWEEP = config["sweep"]
+SWEEP_SITE = [SWEEP["position"], SWEEP["layer"]]
+# file stem -> the entry, with its recipe spelled out: d512_k150, d512_k150_topk, d512_k150_topk_e100
+SWEEP_ENTRIES = {
+    entry_name(c, SAE): {**c, "recipe": entry_recipe(c, SAE)} for c in SWEEP["configs"]
+}
 
 
 rule train_sweep_config:
@@ -6,17 +11,14 @@ rule train_sweep_config:
         **SPLITS,
         code=pkg("train"),
     output:
-        pt="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.pt",
-        json="results/sweep/pos{pos}_layer{layer}/d{d}_k{k}.json",
+        pt=f"{SWEEP_DIR}/{{name}}.pt",
+        json=f"{SWEEP_DIR}/{{name}}.json",
     log:
-        f"{LOGS}/sweep/pos{{pos}}_layer{{layer}}_d{{d}}_k{{k}}.log",
+        f"{LOGS}/sweep/{{name}}.log",
     benchmark:
-        f"{BENCH}/sweep/pos{{pos}}_layer{{layer}}_d{{d}}_k{{k}}.tsv"
+        f"{BENCH}/sweep/{{name}}.tsv"
     wildcard_constraints:
-        pos=r"\d+",
-        layer=r"\d+",
-        d=r"\d+",
-        k=r"\d+",
+        name="|".join(SWEEP_ENTRIES),
     conda:
         "../envs/sae.yaml"
     threads: config["resources"]["sweep_threads"]
@@ -25,19 +27,20 @@ rule train_sweep_config:
         runtime=60,
         gpu=GPU,
     params:
-        train=config["train"],
+        site=SWEEP_SITE,
+        sae=lambda wildcards: sae_job(SWEEP_ENTRIES[wildcards.name], SAE),
+        train=lambda wildcards: {
+            **config["train"],
+            **entry_train(SWEEP_ENTRIES[wildcards.name]),
+        },
     script:
         "../scripts/train_sweep_config.py"
 
 
 checkpoint analyze_sweep:
     input:
-        metrics=expand(
-            f"{SWEEP_DIR}/d{{d}}_k{{k}}.json",
-            zip,
-            d=[c["d"] for c in SWEEP["configs"]],
-            k=[c["k"] for c in SWEEP["configs"]],
-        ),
+        metrics=[f"{SWEEP_DIR}/{name}.json" for name in SWEEP_ENTRIES],
+        baselines="results/baselines/sweep.json",
         code=pkg("selection"),
     output:
         summary=f"{SWEEP_DIR}/analysis_summary.json",
@@ -54,6 +57,7 @@ checkpoint analyze_sweep:
         mem_mb=500,
         runtime=10,
     params:
-        min_ev=config["selection"]["min_explained_variance"],
+        entries=list(SWEEP_ENTRIES.values()),
+        selection=config["selection"],
     script:
         "../scripts/analyze_sweep.py"

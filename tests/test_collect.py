@@ -3,48 +3,78 @@ import json
 import numpy as np
 import pytest
 
-from codi_sae.collect import SUMMARY_METRICS, collect_site_metrics
+from codi_sae.collect import BASELINE_SUMMARY, SUMMARY_METRICS, collect_site_metrics
+from codi_sae.compare import BASELINE_METRICS
 from codi_sae.errors import InputError
 
 
 def site_file(tmp_path, position, layer, batch, rng, **overrides):
     config = {"input_dim": 16, "latent_dim": 8, "k": 2, "position": position, "layer": layer, "epochs": 3,
-              "recipe": "seed-topk", "sites_trained_together": batch, **overrides}
+              "recipe": "seed", "sites_trained_together": batch, **overrides}
     metrics = {key: float(rng.uniform()) for key in SUMMARY_METRICS}
     path = tmp_path / f"pos{position}_layer{layer}.json"
     path.write_text(json.dumps({"config": config, "metrics": metrics}))
     return path
 
 
-def test_statistics_and_shared_config(tmp_path):
+def baselines_file(tmp_path, sites, rng, k=2):
+    scores = lambda: {m: float(rng.uniform()) for m in BASELINE_METRICS}  # noqa: E731
+    doc = {"ks": [k], "sites": {}}
+    for position, layer in sites:
+        doc["sites"].setdefault(str(layer), {})[str(position)] = {
+            "mean_only": {**scores(), "fvu": 1.01}, "pca": {str(k): {"n_components": k, **scores()}}}
+    path = tmp_path / "baselines.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def collect(tmp_path, files, sites, rng):
+    (tmp_path / "dataset.json").write_text('{"model": "m"}')
+    return collect_site_metrics(files, tmp_path / "dataset.json", baselines_file(tmp_path, sites, rng),
+                                tmp_path / "all.json")
+
+
+def test_statistics_baselines_and_shared_config(tmp_path):
     rng = np.random.default_rng(0)
     sites = [(p, layer) for layer in (0, 1) for p in range(3)]
     batches = [4, 4, 4, 4, 2, 2]  # six sites, four per batch
     files = [site_file(tmp_path, p, layer, b, rng) for (p, layer), b in zip(sites, batches)]
-    (tmp_path / "dataset.json").write_text('{"model": "m"}')
-    out = collect_site_metrics(files, tmp_path / "dataset.json", tmp_path / "all.json")
+    out = collect(tmp_path, files, sites, rng)
     assert out == json.loads((tmp_path / "all.json").read_text())
-    assert out["config"] == {"input_dim": 16, "latent_dim": 8, "k": 2, "epochs": 3, "recipe": "seed-topk",
+    assert out["config"] == {"input_dim": 16, "latent_dim": 8, "k": 2, "epochs": 3, "recipe": "seed",
                              "sites_trained_together": None}
-    assert out["n_sites"] == 6 and out["dataset"] == {"model": "m"}
-    for key in SUMMARY_METRICS:
-        values = np.array([out["results"][str(layer)][str(p)][key] for p, layer in sites])
-        expected = {"mean": values.mean(), "std": values.std(ddof=1), "min": values.min(), "max": values.max()}
+    assert out["n_sites"] == 6 and out["dataset"] == {"model": "m"} and out["warnings"] == []
+    baselines = json.loads((tmp_path / "baselines.json").read_text())["sites"]
+    for p, layer in sites:
+        site = out["baselines"][str(layer)][str(p)]
+        assert site["pca_fvu"] == baselines[str(layer)][str(p)]["pca"]["2"]["fvu"] and site["pca_k"] == 2
+        assert site["fvu_minus_pca_fvu"] == pytest.approx(out["results"][str(layer)][str(p)]["fvu"] - site["pca_fvu"])
+    for key in SUMMARY_METRICS + BASELINE_SUMMARY:
+        source = out["results"] if key in SUMMARY_METRICS else out["baselines"]
+        values = np.array([source[str(layer)][str(p)][key] for p, layer in sites])
+        expected = {"n": 6, "mean": values.mean(), "std": values.std(ddof=1), "min": values.min(), "max": values.max()}
         assert out["statistics"][key] == pytest.approx(expected, rel=1e-12), key
 
 
-def test_one_batch_keeps_its_size(tmp_path):
+def test_warnings_and_undefined_metrics(tmp_path):
     rng = np.random.default_rng(1)
-    files = [site_file(tmp_path, p, 0, 2, rng) for p in range(2)]
-    (tmp_path / "dataset.json").write_text("{}")
-    out = collect_site_metrics(files, tmp_path / "dataset.json", tmp_path / "all.json")
-    assert out["config"]["sites_trained_together"] == 2
+    sites = [(0, 0), (1, 0), (2, 0)]
+    files = [site_file(tmp_path, p, 0, 3, rng) for p, _ in sites]
+    for path, fvu in ((files[1], 0.995), (files[2], None)):  # learned little; a constant site
+        doc = json.loads(path.read_text())
+        doc["metrics"].update(fvu=fvu, explained_variance_std=None if fvu is None else 1 - fvu)
+        path.write_text(json.dumps(doc))
+    out = collect(tmp_path, files, sites, rng)
+    assert out["config"]["sites_trained_together"] == 3
+    assert [w.split(":")[0] for w in out["warnings"]] == ["position 1, layer 0", "position 2, layer 0"]
+    assert "FVU 0.995 > 0.99" in out["warnings"][0] and "do not vary" in out["warnings"][1]
+    assert out["statistics"]["fvu"]["n"] == 2 and out["statistics"]["fvu_minus_pca_fvu"]["n"] == 2
+    assert "NaN" not in (tmp_path / "all.json").read_text()
 
 
 def test_sites_of_different_saes_are_refused(tmp_path):
     rng = np.random.default_rng(2)
     files = [site_file(tmp_path, 0, 0, 2, rng), site_file(tmp_path, 1, 0, 2, rng, latent_dim=16)]
-    (tmp_path / "dataset.json").write_text("{}")
     with pytest.raises(InputError, match="latent_dim=16, but .*pos0_layer0.json has 8"):
-        collect_site_metrics(files, tmp_path / "dataset.json", tmp_path / "all.json")
+        collect(tmp_path, files, [(0, 0), (1, 0)], rng)
     assert not (tmp_path / "all.json").exists()

@@ -9,7 +9,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # conda package -> the module a job imports
-CONDA_MODULES = {"pytorch": "torch", "pyyaml": "yaml", "matplotlib-base": "matplotlib", "seaborn-base": "seaborn"}
+CONDA_MODULES = {"pytorch": "torch", "pyyaml": "yaml", "matplotlib-base": "matplotlib", "seaborn-base": "seaborn",
+                 "scikit-learn": "sklearn"}
 
 
 def test_snakemake_lint_is_clean():

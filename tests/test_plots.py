@@ -10,7 +10,7 @@ from codi_sae.errors import InputError
 from codi_sae.plots import plot_site_heatmaps, plot_sweep, plt, sweep_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-HEATMAP_STEMS = ("reconstruction_loss", "feature_death_rate", "explained_variance")
+HEATMAP_STEMS = ("reconstruction_loss", "feature_death_rate", "explained_variance", "fvu", "fvu_minus_pca_fvu")
 
 
 def dataset(n_layers=12, n_positions=6, synthetic=True):
@@ -29,16 +29,24 @@ def site_metrics(rng):
             "num_dead_features": 21, "num_active_features": 491, "train_time_sec": 0.6, "epochs": 25}
 
 
+def site_baselines(metrics, rng):
+    pca = {"pca_explained_variance": 0.99, "pca_explained_variance_std": 0.6, "pca_fvu": float(rng.uniform(0.2, 0.5)),
+           "pca_reconstruction_loss": 0.01}
+    return {**pca, "mean_only_fvu": 1.01, "fvu_minus_pca_fvu": metrics["fvu"] - pca["pca_fvu"], "warning": None}
+
+
 def metrics_all(n_layers=12, n_positions=6, synthetic=True, skip=()):
     """metrics_all.json for every (layer, position) except those in ``skip``."""
     rng = np.random.default_rng(0)
     results = {str(layer): {str(p): site_metrics(rng) for p in range(n_positions) if (layer, p) not in skip}
                for layer in range(n_layers)}
+    baselines = {layer: {p: site_baselines(m, rng) for p, m in by_pos.items()} for layer, by_pos in results.items()}
     config = {"input_dim": 768, "latent_dim": 512, "k": 150, "epochs": 25, "batch_size": 256, "lr": 0.001,
-              "seed": 42, "device": "cpu", "recipe": "seed-topk", "n_train": 800, "n_val": 200,
+              "seed": 42, "device": "cpu", "recipe": "seed", "n_train": 800, "n_val": 200,
               "sites_trained_together": n_layers * n_positions}
     return {"config": config, "dataset": dataset(n_layers, n_positions, synthetic),
-            "n_sites": n_layers * n_positions - len(skip), "results": results, "statistics": {}}
+            "n_sites": n_layers * n_positions - len(skip), "results": results, "baselines": baselines,
+            "warnings": [], "statistics": {}}
 
 
 def summary(qualified=True):
@@ -46,13 +54,15 @@ def summary(qualified=True):
     for d in (256, 512, 1024):
         for k in (50, 150, 300):
             ev = 0.45 + 0.12 * np.log2(d / 256) + 0.09 * np.log2(k / 50) - (0 if qualified else 0.3)
-            configs.append({"d": d, "k": k, "sparsity": k / d, "explained_variance": float(ev),
-                            "feature_death_rate": 0.3 * (d / 1024) / (k / 50)})
+            configs.append({"d": d, "k": k, "recipe": "seed", "epochs": 25, "sparsity": k / d,
+                            "explained_variance": float(ev), "fvu": float(1.2 - ev),
+                            "pca_explained_variance": 0.99, "pca_fvu": 0.4, "mean_only_explained_variance": 0.98,
+                            "mean_only_fvu": 1.01, "feature_death_rate": 0.3 * (d / 1024) / (k / 50)})
     configs.sort(key=lambda c: -c["explained_variance"])
     configs = [{**c, "rank": i + 1} for i, c in enumerate(configs)]
     best = configs[0]
     return {"site": {"position": 3, "layer": 8},
-            "selection_rule": {"min_explained_variance": 0.7, "rule": "..."},
+            "selection_rule": {"metric": "explained_variance", "min_explained_variance": 0.7, "rule": "..."},
             "sweet_spot": {"d": best["d"], "k": best["k"], "metrics": best},
             "any_config_qualified": qualified, "rationale": "...", "configs": configs,
             "comparison_table_markdown": "..."}
@@ -89,7 +99,8 @@ def test_site_heatmaps_missing_cell_and_flag(tmp_path):
     paths = plot_site_heatmaps(src, tmp_path)
     ev_svg = svg_text(tmp_path / "explained_variance.svg")
     assert "SYNTHETIC" not in ev_svg and "d=512, K=150" in ev_svg
-    assert len(paths) == 6
+    assert "PCA 0.990" in ev_svg and "PCA " not in svg_text(tmp_path / "feature_death_rate.svg")
+    assert len(paths) == 10
     src = write(tmp_path / "s.json", metrics_all(2, 2, synthetic=True))
     plot_site_heatmaps(src, tmp_path / "syn")
     assert "SYNTHETIC DEMO DATA" in svg_text(tmp_path / "syn" / "feature_death_rate.svg")

@@ -26,10 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "src", "config", "envs", "profiles", "report")
 TINY = """
 demo: {n_problems: 30, n_layers: 3, n_positions: 4, hidden_dim: 16}
-sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2}, {d: 16, k: 4}, {d: 24, k: 8}]}
+sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2}, {d: 16, k: 4}, {d: 24, k: 8}, {d: 16, k: 4, recipe: topk}]}
 train: {epochs: 3, batch_size: 8}
 sites: {sites_per_batch: 5}
 """
+SWEEP = (("d8_k2", 8, 2, "seed"), ("d16_k4", 16, 4, "seed"), ("d24_k8", 24, 8, "seed"), ("d16_k4_topk", 16, 4, "topk"))
+HEATMAPS = ("reconstruction_loss", "feature_death_rate", "explained_variance", "fvu", "fvu_minus_pca_fvu")
 METRICS = {
     "explained_variance", "explained_variance_std", "fvu", "reconstruction_loss", "cosine_similarity",
     "l0_mean", "l0_std", "mean_activation", "max_activation", "median_activation", "feature_death_rate",
@@ -83,26 +85,37 @@ def test_every_output_of_the_demo_run(demo_run):
     assert set(train["problems"]["ids"]).isdisjoint(val["problems"]["ids"])
 
     sweep = wd / "results/sweep/pos1_layer2"
-    for d, k in ((8, 2), (16, 4), (24, 8)):
-        ckpt = torch.load(sweep / f"d{d}_k{k}.pt", weights_only=True)
-        assert (ckpt["config"]["latent_dim"], ckpt["config"]["k"]) == (d, k)
+    for name, d, k, recipe in SWEEP:
+        ckpt = torch.load(sweep / f"{name}.pt", weights_only=True)
+        assert (ckpt["config"]["latent_dim"], ckpt["config"]["k"], ckpt["config"]["recipe"]) == (d, k, recipe)
         assert METRICS <= set(ckpt["metrics"])
-        assert json.loads((sweep / f"d{d}_k{k}.json").read_text())["metrics"] == ckpt["metrics"]
+        assert json.loads((sweep / f"{name}.json").read_text())["metrics"] == ckpt["metrics"]
     summary = json.loads((sweep / "analysis_summary.json").read_text())
     choice = json.loads((sweep / "sweet_spot.json").read_text())
-    assert choice == {"d": summary["sweet_spot"]["d"], "k": summary["sweet_spot"]["k"]}
-    assert len(summary["configs"]) == 3 and summary["rationale"]
+    assert choice == {key: summary["sweet_spot"][key] for key in ("d", "k", "recipe")}
+    assert len(summary["configs"]) == 4 and summary["rationale"]
+    baselines = json.loads((wd / "results/baselines/sweep.json").read_text())
+    assert baselines["ks"] == [2, 4, 8] and baselines["n_train"] == 24 and list(baselines["sites"]) == ["2"]
+    for row in summary["configs"]:
+        pca = baselines["sites"]["2"]["1"]["pca"][str(row["k"])]
+        assert row["pca_fvu"] == pca["fvu"] and row["fvu_minus_pca_fvu"] == pytest.approx(row["fvu"] - pca["fvu"])
+        assert row["mean_only_fvu"] == baselines["sites"]["2"]["1"]["mean_only"]["fvu"]
     assert "| Rank |" in (sweep / "analysis_summary.md").read_text()
 
     everything = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())
     assert sorted(everything["results"]) == ["0", "1", "2"]
     assert all(sorted(by_pos) == ["0", "1", "2", "3"] for by_pos in everything["results"].values())
-    assert everything["config"]["latent_dim"] == choice["d"]
+    assert (everything["config"]["latent_dim"], everything["config"]["recipe"]) == (choice["d"], choice["recipe"])
+    site_baselines = json.loads((wd / "results/baselines/sites.json").read_text())
+    assert site_baselines["ks"] == [choice["k"]]
+    pca = site_baselines["sites"]["0"]["3"]["pca"][str(choice["k"])]
+    assert everything["baselines"]["0"]["3"]["pca_fvu"] == pca["fvu"]
     assert everything["config"]["sites_trained_together"] is None  # batches of 5, 5 and 2 sites
     for key, stats in everything["statistics"].items():
-        values = [m[key] for by_pos in everything["results"].values() for m in by_pos.values()]
+        source = everything["results"] if key in everything["results"]["0"]["0"] else everything["baselines"]
+        values = [m[key] for by_pos in source.values() for m in by_pos.values()]
         assert len(values) == 12
-        expected = {"mean": statistics.fmean(values), "std": statistics.stdev(values), "min": min(values),
+        expected = {"n": 12, "mean": statistics.fmean(values), "std": statistics.stdev(values), "min": min(values),
                     "max": max(values)}
         assert stats == pytest.approx(expected, rel=1e-12), key
     for layer in range(3):
@@ -110,16 +123,16 @@ def test_every_output_of_the_demo_run(demo_run):
             ckpt = torch.load(wd / f"results/sweet_spot/pos{pos}_layer{layer}.pt", weights_only=True)
             cfg = ckpt["config"]
             assert (cfg["position"], cfg["layer"], cfg["latent_dim"], cfg["k"]) == (pos, layer, choice["d"], choice["k"])
-            # the seed's Quick Start code loads it unchanged
-            sae = TopKAutoencoder(input_dim=16, latent_dim=cfg["latent_dim"], k=cfg["k"])
+            # the seed's Quick Start code loads it unchanged (and the activation it names)
+            sae = TopKAutoencoder(input_dim=16, latent_dim=cfg["latent_dim"], k=cfg["k"], activation=cfg["activation"])
             sae.load_state_dict(ckpt["model_state_dict"])
             _, features, stats = sae(torch.randn(5, 16))
-            assert stats["l0_mean"] == choice["k"]
+            assert 0 < stats["l0_mean"] <= choice["k"]
             assert ckpt["metrics"] == everything["results"][str(layer)][str(pos)]
     model, ckpt = load_sae(wd / "results/sweet_spot/pos3_layer2.pt")
     assert (model.latent_dim, model.k, ckpt["config"]["position"]) == (choice["d"], choice["k"], 3)
 
-    for name in ("reconstruction_loss", "feature_death_rate", "explained_variance", "sweep"):
+    for name in HEATMAPS + ("sweep",):
         assert (wd / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (wd / f"results/plots/{name}.svg").stat().st_size > 1000
     assert (wd / "results/logs/train_sites.log").read_text()
@@ -131,9 +144,14 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def chosen(rows: list[dict], min_ev: float) -> dict:
-    best = rank_configs(rows, min_ev)[0][0]
-    return {"d": best["d"], "k": best["k"]}
+def chosen(rows: list[dict], min_ev: float, metric: str) -> dict:
+    best = rank_configs(rows, min_ev, metric)[0][0]
+    return {"d": best["d"], "k": best["k"], "recipe": best["recipe"]}
+
+
+def entry(d: int, k: int, recipe: str) -> str:
+    """A sweep entry as tiny.yaml spells it."""
+    return f"{{d: {d}, k: {k}" + (f", recipe: {recipe}}}" if recipe != "seed" else "}")
 
 
 def test_incremental_rebuilds(demo_run):
@@ -151,39 +169,56 @@ def test_incremental_rebuilds(demo_run):
 
     # an edited sweep entry whose result does not change the choice: that config and the analysis
     choice = json.loads(choice_file.read_text())
-    d, k = next((d, k) for d, k in ((8, 2), (16, 4), (24, 8)) if d != choice["d"])
-    edit(config, f"{{d: {d}, k: {k}}}", f"{{d: {d}, k: 1}}")  # k=1: worse, not chosen
+    d, k, recipe = next((d, k, r) for _, d, k, r in SWEEP if d != choice["d"])
+    edit(config, entry(d, k, recipe), entry(d, 1, recipe))  # k=1: worse, not chosen
     jobs = ran(snakemake(wd, *args))
     assert json.loads(choice_file.read_text()) == choice, "test premise: the choice stays"
-    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "report_tables": 1, "all": 1})
+    sweep_only = {"analyze_sweep": 1, "plot_sweep": 1, "report_tables": 1, "all": 1}
+    # the new K needs the sweep site's PCA-1: its baselines rerun, not the sites'
+    assert jobs == Counter({"baselines": 1, "train_sweep_config": 1, **sweep_only})
 
-    # a selection threshold that changes the choice: the analysis, then every site
+    # a selection rule edited: the analysis; the sites too, but only if the choice changed
     rows = json.loads(summary_file.read_text())["configs"]
-    threshold = next(r["explained_variance"] for r in rows if chosen(rows, r["explained_variance"]) != choice)
-    config.write_text(config.read_text() + f"selection: {{min_explained_variance: {threshold!r}}}\n")
+    metric, threshold = "explained_variance_std", -10.0
+    config.write_text(config.read_text() + f"selection: {{metric: {metric}, min_explained_variance: {threshold}}}\n")
     jobs = ran(snakemake(wd, *args))
-    assert json.loads(choice_file.read_text()) != choice
-    assert jobs == Counter({"analyze_sweep": 1, "plot_sweep": 1, **sites_and_after})
+    new = json.loads(choice_file.read_text())
+    assert new == chosen(rows, threshold, metric)
+    if new == choice:
+        assert jobs == Counter(sweep_only)
+    else:
+        assert jobs == Counter({"analyze_sweep": 1, "plot_sweep": 1, "baselines": int(new["k"] != choice["k"]),
+                                **sites_and_after})
 
     # an edit of the chosen config's sweep entry: it, the analysis and, the choice changing, every site
     choice = json.loads(choice_file.read_text())
-    d, k = choice["d"], choice["k"]
-    pairs = {(r["d"], r["k"]) for r in rows}
-    k2 = k + 1 if k < d and (d, k + 1) not in pairs else k - 1
-    edit(config, f"{{d: {d}, k: {k}}}", f"{{d: {d}, k: {k2}}}")
+    d, k, recipe = choice["d"], choice["k"], choice["recipe"]
+    taken = {(r["d"], r["k"], r["recipe"]) for r in rows}
+    k2 = k + 1 if k < d and (d, k + 1, recipe) not in taken else k - 1
+    sweep_ks = lambda: {r["k"] for r in json.loads(summary_file.read_text())["configs"]}  # noqa: E731
+    ks_before = sweep_ks()
+    edit(config, entry(d, k, recipe), entry(d, k2, recipe))
     jobs = ran(snakemake(wd, *args))
-    assert json.loads(choice_file.read_text()) != choice
-    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, **sites_and_after})
+    new = json.loads(choice_file.read_text())
+    assert new != choice
+    baselines = int(sweep_ks() != ks_before) + int(new["k"] != choice["k"])
+    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "baselines": baselines,
+                            **sites_and_after})
 
     # site training settings: the sites and what follows only
     edit(config, "sites: {sites_per_batch: 12}", "sites: {sites_per_batch: 12, train: {epochs: 2}}")
     assert ran(snakemake(wd, *args)) == Counter(sites_and_after)
 
+    # a recipe switch: the sweep entries whose recipe it changes (the seed's three, not topk's)
+    config.write_text(config.read_text() + "sae: {activation: relu_topk}\n")
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["train_sweep_config"] == 3 and not jobs["baselines"] and not jobs["convert"]
+
     # the package's training code: every training job and what follows, not the data
     with open(wd / "src/codi_sae/train.py", "a") as f:
         f.write("\n# edited\n")
     jobs = ran(snakemake(wd, *args))
-    assert jobs["train_sweep_config"] == 3 and jobs["train_sites"] == 1
+    assert jobs["train_sweep_config"] == 4 and jobs["train_sites"] == 1
     assert not jobs["convert"] and not jobs["demo_data"]
 
     # the plotting code: the plots only
@@ -228,7 +263,7 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     # the raw JSON replaced by other (real, not synthetic) data of the same shape: everything reruns
     write_raw(raw, raw_dict(n=12, layers=tuple(range(7)), T=6, H=384, seed=1))
     jobs = ran(snakemake(wd, *args))
-    assert jobs == Counter({"convert": 1, "train_sweep_config": 2, "analyze_sweep": 1, "train_sites": 1,
+    assert jobs == Counter({"convert": 1, "baselines": 2, "train_sweep_config": 2, "analyze_sweep": 1, "train_sites": 1,
                             "collect_site_metrics": 1, "plot_sites": 1, "plot_sweep": 1, "report_tables": 1,
                             "all": 1})
     assert json.loads((wd / "results/data/dataset.json").read_text())["synthetic"] is False
@@ -280,7 +315,7 @@ def demo_report(demo_run) -> Path:
 def test_report_holds_the_workflow_text_plots_and_tables(demo_report):
     html = demo_report.read_text()
     assert "SYNTHETIC DEMO DATA: the data's metadata marks it synthetic" in html and "(80% train, 20%" in html
-    for name in ("explained_variance", "feature_death_rate", "reconstruction_loss", "sweep"):
+    for name in HEATMAPS + ("sweep",):
         assert f'"data_uri": "data:image/png;charset=utf8;filename={name}.png;base64,iVBORw0KGgo' in html, name
     for name, text in (("sweep", "Sweet spot: d="), ("sites", "Statistics over 12 sites")):
         encoded = re.search(rf'"data_uri": "data:text/html;charset=utf8;filename={name}.html;base64,([^"]+)"', html)
@@ -314,8 +349,7 @@ def browser_dom(page: Path) -> str:
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
 @pytest.mark.parametrize(
     "category, result",
-    [("Per-site heatmaps", f"results/plots/{m}.png") for m in ("explained_variance", "feature_death_rate",
-                                                                "reconstruction_loss")]
+    [("Per-site heatmaps", f"results/plots/{m}.png") for m in HEATMAPS]
     + [("Sweep", "results/plots/sweep.png")],
 )
 def test_report_shows_the_plots_in_a_browser(demo_report, category, result):

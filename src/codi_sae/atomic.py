@@ -35,9 +35,10 @@ def read_json(path: str | os.PathLike):
 
 
 def write_json(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented JSON, atomically; NaN or infinity raises (no invalid JSON)."""
+    text = json.dumps(obj, indent=2, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        tmp.write_text(text + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

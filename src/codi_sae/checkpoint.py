@@ -21,6 +21,6 @@ def load_sae(path: str | os.PathLike) -> tuple[TopKAutoencoder, dict]:
     """The SAE of a checkpoint, in eval mode, and the whole checkpoint dict."""
     ckpt = torch.load(path, weights_only=True, map_location="cpu")
     cfg = ckpt["config"]
-    model = TopKAutoencoder(cfg["input_dim"], cfg["latent_dim"], cfg["k"])
+    model = TopKAutoencoder(cfg["input_dim"], cfg["latent_dim"], cfg["k"], cfg.get("activation", "signed_topk"))
     model.load_state_dict(ckpt["model_state_dict"])
     return model.eval(), ckpt

@@ -9,19 +9,28 @@ from typing import NamedTuple
 
 
 class Metric(NamedTuple):
-    """How one site metric is drawn: file stem, title, colormap, cell format, direction."""
+    """How one site metric is drawn: file stem (the key in the site's metrics or baselines),
+    title, colormap, cell format, direction, the PCA-K value shown under each cell, the
+    colormap's centre."""
 
     key: str
     title: str
     cmap: str
     fmt: str
     better: str
+    pca_key: str | None = None
+    center: float | None = None
 
 
 SITE_METRICS = (
-    Metric("reconstruction_loss", "Reconstruction loss (validation MSE)", "YlOrRd", "{:.3g}", "lower is better"),
+    Metric("reconstruction_loss", "Reconstruction loss (validation MSE)", "YlOrRd", "{:.3g}", "lower is better",
+           "pca_reconstruction_loss"),
     Metric("feature_death_rate", "Feature death rate (dead on train + validation)", "YlOrRd", "{:.1%}",
            "lower is better"),
     Metric("explained_variance", "Explained variance, seed's definition (validation)", "YlGn", "{:.3f}",
-           "higher is better"),
+           "higher is better", "pca_explained_variance"),
+    Metric("fvu", "Fraction of variance unexplained, standard definition (validation)", "YlOrRd", "{:.3f}",
+           "lower is better", "pca_fvu"),
+    Metric("fvu_minus_pca_fvu", "FVU minus PCA-K's FVU (validation; below 0: the SAE reconstructs better)",
+           "RdBu_r", "{:+.3f}", "lower is better", center=0.0),
 )

@@ -6,7 +6,6 @@ Every figure is written as a PNG plus a vector SVG beside it, each atomically.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 
@@ -70,13 +69,21 @@ def _site_grid(doc: dict) -> tuple[list[int], list[int]]:
 
 
 def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
-    """Layer x position heatmaps of loss, death rate and explained variance; returns the PNG+SVG paths."""
+    """Layer x position heatmaps of ``heatmaps.SITE_METRICS``, with PCA-K's value under the SAE's
+    where there is one to compare; returns the PNG+SVG paths."""
     doc = _load(metrics_all_json, "config", "results")
     layers, positions = _site_grid(doc)
     if not layers or not positions:
         raise InputError(f"{metrics_all_json}: no site results to plot")
     dataset, cfg = doc.get("dataset", {}), doc["config"]
-    heading = f"{dataset.get('model', 'model')} - TopK SAE d={cfg.get('latent_dim')}, K={cfg.get('k')}"
+    heading = (f"{dataset.get('model', 'model')} - TopK SAE d={cfg.get('latent_dim')}, K={cfg.get('k')}, "
+               f"{cfg.get('recipe', 'seed')} recipe")
+
+    def site(layer: int, pos: int) -> dict:
+        """The site's metrics and its baselines (``compare.beside``) in one dict."""
+        return {**doc.get("baselines", {}).get(str(layer), {}).get(str(pos), {}),
+                **doc["results"].get(str(layer), {}).get(str(pos), {})}
+
     # Rows stay ~0.42 in tall up to 40 layers, then shrink so the figure stays under ~20 in.
     row_h = min(0.42, 17.0 / len(layers))
     col_w = 0.95
@@ -85,23 +92,28 @@ def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.Pa
     paths = []
     for metric in SITE_METRICS:
         values = np.full((len(layers), len(positions)), np.nan)
+        labels = np.full(values.shape, "", dtype=object)
         for i, layer in enumerate(layers):
             for j, pos in enumerate(positions):
-                value = doc["results"].get(str(layer), {}).get(str(pos), {}).get(metric.key)
-                if value is not None:
-                    values[i, j] = value
-        labels = [["" if math.isnan(v) else metric.fmt.format(v) for v in row] for row in values]
+                here = site(layer, pos)
+                if here.get(metric.key) is None:
+                    continue
+                values[i, j] = here[metric.key]
+                labels[i, j] = metric.fmt.format(here[metric.key])
+                if metric.pca_key and here.get(metric.pca_key) is not None:
+                    labels[i, j] += "\nPCA " + metric.fmt.format(here[metric.pca_key])
         fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        title = metric.title + ("; under each cell, PCA with the same K" if metric.pca_key else "")
         cbar_kws = {"label": f"{metric.title.split(' (')[0]} ({metric.better})", "shrink": 0.9}
         if metric.fmt.endswith("%}"):
             cbar_kws["format"] = PercentFormatter(1.0)
-        sns.heatmap(values, ax=ax, cmap=metric.cmap, annot=np.array(labels), fmt="",
+        sns.heatmap(values, ax=ax, cmap=metric.cmap, center=metric.center, annot=labels, fmt="",
                     annot_kws={"fontsize": font}, linewidths=0.5, linecolor="white",
                     xticklabels=positions, yticklabels=layers, cbar_kws=cbar_kws)
         ax.set_xlabel("Thought position")
         ax.set_ylabel("Layer")
         ax.tick_params(axis="y", labelrotation=0, labelsize=min(10.0, font + 1))
-        ax.set_title(metric.title, fontsize=11)
+        ax.set_title(title, fontsize=10)
         _title(fig, heading, dataset.get("synthetic", False))
         out = Path(out_dir) / metric.key
         paths += _save(fig, out.with_suffix(".png"), out.with_suffix(".svg"))
@@ -110,59 +122,76 @@ def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.Pa
 
 def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike, out_png: str | os.PathLike,
                out_svg: str | os.PathLike) -> None:
-    """Explained variance and feature death rate of every (d, K) config at one site, best rank on top."""
+    """Both explained variances' views and the death rate of every sweep config at one site, beside
+    PCA-K and the mean-only model, best rank on top."""
     summary = _load(summary_json, "site", "selection_rule", "sweet_spot", "configs")
     if not summary["configs"]:
         raise InputError(f"{summary_json}: no configs to plot")
     _save(sweep_figure(summary, _load(dataset_json)), out_png, out_svg)
 
 
+def _floats(configs: list[dict], key: str) -> np.ndarray:
+    return np.array([np.nan if c.get(key) is None else c[key] for c in configs], dtype=float)
+
+
 def sweep_figure(summary: dict, dataset: dict):
     """The figure of ``plot_sweep``, from the analysis summary and the dataset description."""
     configs = sorted(summary["configs"], key=lambda c: c["rank"])
-    best = (summary["sweet_spot"]["d"], summary["sweet_spot"]["k"])
-    is_best = [(c["d"], c["k"]) == best for c in configs]
-    labels = [f"d={c['d']}, K={c['k']}" + ("  \u2605 sweet spot" if b else "") for c, b in zip(configs, is_best)]
+    is_best = [c["rank"] == 1 for c in configs]
+    labels = [f"d={c['d']}, K={c['k']}, {c['recipe']}, {c['epochs']} ep" + ("  \u2605" if b else "")
+              for c, b in zip(configs, is_best)]
     colors = [SWEET_COLOR if b else OTHER_COLOR for b in is_best]
     y = np.arange(len(configs))
-    min_ev = summary["selection_rule"]["min_explained_variance"]
+    rule = summary["selection_rule"]
+    metric, min_ev = rule.get("metric", "explained_variance"), rule["min_explained_variance"]
+    # the threshold, on the panel of the selection metric (the standard EV is 1 - FVU)
+    threshold = {"explained_variance": min_ev} if metric == "explained_variance" else {"fvu": 1 - min_ev}
 
-    fig, (ax_ev, ax_dr) = plt.subplots(1, 2, sharey=True, figsize=(11, 0.38 * len(configs) + 2.4),
-                                       layout="constrained")
+    fig, axes = plt.subplots(1, 3, sharey=True, figsize=(15, 0.38 * len(configs) + 2.6), layout="constrained")
     panels = (
-        (ax_ev, "explained_variance", "Explained variance, seed's definition (validation)", "{:.3f}"),
-        (ax_dr, "feature_death_rate", "Feature death rate (lower is better)", "{:.1%}"),
+        ("explained_variance", "Explained variance, seed's definition\n(validation; higher is better)", "{:.3f}"),
+        ("fvu", "FVU, standard definition = 1 - EV (std)\n(validation; lower is better)", "{:.3f}"),
+        ("feature_death_rate", "Feature death rate\n(lower is better)", "{:.1%}"),
     )
-    for ax, key, title, fmt in panels:
-        values = np.array([c[key] for c in configs], dtype=float)
-        ax.barh(y, values, color=colors, edgecolor="0.3", linewidth=0.5)
+    for ax, (key, title, fmt) in zip(axes, panels):
+        values = _floats(configs, key)
+        ax.barh(y, np.nan_to_num(values), color=colors, edgecolor="0.3", linewidth=0.5)
+        marks = [_floats(configs, f"{base}_{key}") for base in ("pca", "mean_only")] if key != "feature_death_rate" else []
+        for mark, style in zip(marks, ({"marker": "D", "color": "#31a354"}, {"marker": "x", "color": "0.1"})):
+            ax.scatter(mark, y, s=28, zorder=3, **style)
+        seen = np.concatenate([values, *marks, [threshold.get(key, 0.0)]])
         # The axis spans at least 0..0.01 (1%), so that all-zero values still get distinct ticks.
-        high = max(values.max(), min_ev if key == "explained_variance" else 0.0, 0.01)
-        pad = 0.015 * (high - min(values.min(), 0.0))
+        high, low = max(np.nanmax(seen), 0.01), min(np.nanmin(seen) * 1.1, 0.0)
+        pad = 0.015 * (high - low)
         for yi, v in zip(y, values):
-            ax.text(max(v, 0.0) + pad, yi, fmt.format(v), va="center", fontsize=8,
-                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
-        ax.set_xlim(min(values.min() * 1.1, 0.0), high * 1.22)
+            ax.text(max(np.nan_to_num(v), 0.0) + pad, yi, "n/a" if np.isnan(v) else fmt.format(v), va="center",
+                    fontsize=8, bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})
+        ax.set_xlim(low, high * 1.25)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.set_axisbelow(True)
         sns.despine(ax=ax)
-    ax_ev.axvline(min_ev, color="0.2", linestyle="--", linewidth=1.2)
-    ax_dr.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax_ev.set_yticks(y, labels)
-    ax_ev.invert_yaxis()
-    ax_ev.set_ylabel("TopK SAE config (by rank)")
-    for tick, b in zip(ax_ev.get_yticklabels(), is_best):
+        if key in threshold:
+            ax.axvline(threshold[key], color="0.2", linestyle="--", linewidth=1.2)
+    axes[2].xaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_yticks(y, labels)
+    axes[0].invert_yaxis()
+    axes[0].set_ylabel("TopK SAE config (by rank)")
+    for tick, b in zip(axes[0].get_yticklabels(), is_best):
         if b:
             tick.set_fontweight("bold")
             tick.set_color(SWEET_COLOR)
-    fig.legend(handles=[Patch(color=SWEET_COLOR, label=f"sweet spot (d={best[0]}, K={best[1]})"),
+    best = configs[0]
+    fig.legend(handles=[Patch(color=SWEET_COLOR, label=f"\u2605 sweet spot (d={best['d']}, K={best['k']}, "
+                                                         f"{best['recipe']})"),
                         Patch(color=OTHER_COLOR, label="other configs"),
-                        Line2D([], [], color="0.2", linestyle="--", label=f"EV threshold {min_ev:g}")],
-               loc="outside lower center", ncol=3, frameon=False)
+                        Line2D([], [], color="#31a354", marker="D", linestyle="", label="PCA with the same K"),
+                        Line2D([], [], color="0.1", marker="x", linestyle="", label="mean-only model"),
+                        Line2D([], [], color="0.2", linestyle="--", label=f"threshold: {metric} >= {min_ev:g}")],
+               loc="outside lower center", ncol=5, frameon=False)
     site = summary["site"]
     heading = f"{dataset.get('model', 'model')} - (d, K) sweep at position {site['position']}, layer {site['layer']}"
     if not summary.get("any_config_qualified", True):
-        heading += f"\nno config reaches EV {min_ev:g}: highest EV chosen"
+        heading += f"\nno config reaches {metric} {min_ev:g}: the highest chosen"
     _title(fig, heading, dataset.get("synthetic", False))
     return fig

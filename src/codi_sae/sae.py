@@ -8,23 +8,27 @@ import numpy as np
 import torch
 from torch import nn
 
-from .saeconfig import check_k
+from .saeconfig import Recipe, check_k
 
 
-def topk_mask(mag: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
+def topk_mask(mag: torch.Tensor, k: int, out: torch.Tensor | None = None, positive: bool = False) -> torch.Tensor:
     """1.0 at the ``k`` largest entries of ``mag`` along its last dim, 0.0 elsewhere.
 
-    On the CPU the k-th largest value of each row comes from numpy's partition (a SIMD
+    With ``positive``, only entries above 0 are kept: a row with fewer than ``k`` of them keeps
+    those. On the CPU the k-th largest value of each row comes from numpy's partition (a SIMD
     selection, about 5x faster than ``torch.topk`` here) and the mask is ``mag >= it``; a row
     where several entries tie for the k-th place keeps ``torch.topk``'s k of them.
     """
     out = torch.empty_like(mag) if out is None else out
     if mag.device.type != "cpu":
-        return _scatter_topk(mag, k, out)
+        _scatter_topk(mag, k, out)
+        return out.mul_(mag > 0) if positive else out
     d = mag.shape[-1]
     kth = np.partition(mag.detach().numpy(), d - k, axis=-1)[..., d - k, None]
+    if positive:  # a k-th value of 0 or less: keep every entry above 0
+        kth = np.maximum(kth, np.finfo(kth.dtype).smallest_subnormal)
     torch.ge(mag, torch.from_numpy(kth), out=out)
-    tied = out.sum(-1) != k
+    tied = out.sum(-1) > k
     if tied.any():
         rows = mag[tied]
         out[tied] = _scatter_topk(rows, k, torch.empty_like(rows))
@@ -36,9 +40,16 @@ def _scatter_topk(mag: torch.Tensor, k: int, out: torch.Tensor) -> torch.Tensor:
     return out.zero_().scatter_(-1, mag.topk(k, dim=-1, sorted=False).indices, 1.0)
 
 
-def topk_sparsify(pre: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the ``k`` entries of largest absolute value along the last dim, signs kept."""
-    return pre * topk_mask(pre.detach().abs(), k)
+def sparsify(pre: torch.Tensor, k: int, activation: str = "signed_topk") -> torch.Tensor:
+    """The activation of a recipe on pre-activations ``pre`` (last dim: latents).
+
+    ``signed_topk`` keeps the ``k`` entries of largest magnitude with their signs (the seed's);
+    ``relu_topk`` keeps the ``k`` largest entries above 0.
+    """
+    if activation == "signed_topk":
+        return pre * topk_mask(pre.detach().abs(), k)
+    positive = pre.clamp_min(0)
+    return positive * topk_mask(positive.detach(), k, positive=True)
 
 
 def init_state(input_dim: int, latent_dim: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -63,22 +74,24 @@ def init_state(input_dim: int, latent_dim: int, generator: torch.Generator) -> d
 
 
 class TopKAutoencoder(nn.Module):
-    """``encoder = Linear(H, d)``, TopK by magnitude, ``decoder = Linear(d, H)``: the seed's SAE.
+    """``encoder = Linear(H, d)``, TopK, ``decoder = Linear(d, H)``: the seed's SAE.
 
-    Loads the workflow's checkpoints: ``model.load_state_dict(ckpt["model_state_dict"])``.
+    ``activation`` is the checkpoint's ``config["activation"]`` (the seed's ``signed_topk`` by
+    default). Loads the workflow's checkpoints of every recipe:
+    ``model.load_state_dict(ckpt["model_state_dict"])``.
     """
 
-    def __init__(self, input_dim: int, latent_dim: int, k: int):
+    def __init__(self, input_dim: int, latent_dim: int, k: int, activation: str = "signed_topk"):
         super().__init__()
         check_k(latent_dim, k)
-        self.input_dim, self.latent_dim, self.k = input_dim, latent_dim, k
+        self.input_dim, self.latent_dim, self.k, self.activation = input_dim, latent_dim, k, activation
         self.encoder = nn.Linear(input_dim, latent_dim)
         self.decoder = nn.Linear(latent_dim, input_dim)
         with torch.no_grad():
             self.decoder.weight /= self.decoder.weight.norm(dim=0, keepdim=True)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return topk_sparsify(self.encoder(x), self.k)
+        return sparsify(self.encoder(x), self.k, self.activation)
 
     def forward(self, x: torch.Tensor):
         """``(reconstruction, features, {"l0_mean", "reconstruction_loss"})``, as the seed returns."""
@@ -92,34 +105,76 @@ class TopKAutoencoder(nn.Module):
 
 
 class SAEBank(nn.Module):
-    """``n`` TopK SAEs of one shape in stacked weights: one batched matmul serves them all.
+    """``n`` TopK SAEs of one shape and recipe in stacked weights: one batched matmul serves them all.
 
     Every member starts from the same seeded initialisation and sees the same batches, so
     member ``s`` trains exactly as a lone SAE on its own data would. Weights are stored
     transposed ([n, H, d] and [n, d, H]): the batched matmuls read them, and write their
     gradients, as they are.
+
+    With the ``mean`` decoder bias the decoder bias is subtracted from the input before the
+    encoder, and with input scaling each member works on its inputs times ``scale[s]``, until
+    ``fold_`` turns both into plain weights on raw inputs (``scale`` keeps the record).
     """
 
-    def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int):
+    def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int, recipe: Recipe = Recipe()):
         super().__init__()
         check_k(latent_dim, k)
-        self.k = k
+        self.k, self.recipe = k, recipe
+        self.pre_bias = recipe.decoder_bias == "mean"
         state = init_state(input_dim, latent_dim, torch.Generator().manual_seed(seed))
+        if recipe.encoder_init == "decoder_transpose":
+            state["encoder.weight"] = state["decoder.weight"].T
+            state["encoder.bias"] = torch.zeros(latent_dim)
         stack = lambda t: nn.Parameter(t.expand(n, *t.shape).contiguous())  # noqa: E731
         self.enc_wt, self.enc_b = stack(state["encoder.weight"].T), stack(state["encoder.bias"])
         self.dec_wt, self.dec_b = stack(state["decoder.weight"].T), stack(state["decoder.bias"])
+        self.register_buffer("scale", torch.ones(n))  # each member's input scale
+        self.folded = False
 
     @property
     def latent_dim(self) -> int:
         return self.enc_wt.shape[2]
 
+    @torch.no_grad()
+    def fit_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Set the recipe's input scale and decoder bias from training inputs ``x`` [n, N, H];
+        returns ``x`` as the members see it (scaled)."""
+        mean = x.mean(1)
+        if self.recipe.input_scaling == "unit_variance":
+            sq_norm = (x - mean.unsqueeze(1)).pow(2).sum(2).mean(1)
+            # A constant site (no variance) keeps scale 1.
+            self.scale.copy_(torch.where(sq_norm > 0, (x.shape[2] / sq_norm).sqrt(), torch.ones_like(sq_norm)))
+            x = x * self.scale[:, None, None]
+        if self.pre_bias:
+            self.dec_b.copy_(mean * self.scale[:, None])
+        return x
+
+    def encoder_bias(self) -> torch.Tensor:
+        """[n, 1, d]: the encoder bias, less the decoder bias's image when it is subtracted first."""
+        if not self.pre_bias:
+            return self.enc_b.unsqueeze(1)
+        return torch.baddbmm(self.enc_b.unsqueeze(1), self.dec_b.unsqueeze(1), self.enc_wt, alpha=-1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [n, B, H] -> (reconstruction [n, B, H], features [n, B, d])."""
-        features = topk_sparsify(torch.baddbmm(self.enc_b.unsqueeze(1), x, self.enc_wt), self.k)
+        pre = torch.baddbmm(self.encoder_bias(), x, self.enc_wt)
+        features = sparsify(pre, self.k, self.recipe.activation)
         return torch.baddbmm(self.dec_b.unsqueeze(1), features, self.dec_wt), features
 
+    @torch.no_grad()
+    def fold_(self) -> "SAEBank":
+        """Fold the pre-encoder bias and the input scale into the weights: afterwards the bank
+        takes raw inputs, and its features are the trained ones divided by the scale (TopK and
+        ReLU commute with a positive scale), so the decoder keeps its columns."""
+        if not self.folded:
+            self.enc_b.copy_(self.encoder_bias().squeeze(1) / self.scale[:, None])
+            self.dec_b.div_(self.scale[:, None])
+            self.pre_bias, self.folded = False, True
+        return self
+
     def member_state(self, s: int) -> dict[str, torch.Tensor]:
-        """Member ``s``'s weights under ``TopKAutoencoder``'s names, as standalone CPU tensors."""
+        """Member ``s``'s weights under ``TopKAutoencoder``'s names, as standalone CPU tensors (fold first)."""
         own = lambda t: t.detach().to("cpu", copy=True).contiguous()  # noqa: E731
         return {
             "encoder.weight": own(self.enc_wt[s].T),

@@ -1,83 +1,104 @@
 """Pick the sweet spot of a (d, K) sweep and write the analysis summary.
 
-Rule: among configs with explained variance (the seed's definition) >= ``min_explained_variance``,
-the lowest feature death rate; ties go to the higher explained variance, then the smaller d,
-then the smaller K. If no config qualifies, the highest explained variance wins (ties: lower
-death rate, smaller d, smaller K) and the summary says that none qualified.
+Rule: among configs whose ``metric`` (the seed's explained variance by default, or the standard
+one) reaches ``min_explained_variance``, the lowest feature death rate; ties go to the higher
+metric, then the smaller d, then the smaller K. If no config qualifies, the highest metric wins
+(ties: lower death rate, smaller d, smaller K) and the summary says that none qualified. A
+config whose metric is not a number (a constant site) never qualifies and ranks last.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 from .atomic import read_json, write_json, write_text
+from .compare import beside
 
 COLUMNS = (  # (header, key in a row, format)
-    ("Rank", "rank", "{}"), ("d", "d", "{}"), ("K", "k", "{}"), ("Sparsity K/d", "sparsity", "{:.1%}"),
-    ("EV (seed)", "explained_variance", "{:.4f}"), ("EV (std)", "explained_variance_std", "{:.4f}"),
-    ("FVU", "fvu", "{:.4f}"), ("MSE", "reconstruction_loss", "{:.4g}"),
+    ("Rank", "rank", "{}"), ("Recipe", "recipe", "{}"), ("d", "d", "{}"), ("K", "k", "{}"),
+    ("K/d", "sparsity", "{:.1%}"), ("Epochs", "epochs", "{}"),
+    ("EV (seed)", "explained_variance", "{:.4f}"), ("PCA-K EV (seed)", "pca_explained_variance", "{:.4f}"),
+    ("Mean-only EV (seed)", "mean_only_explained_variance", "{:.4f}"),
+    ("EV (std)", "explained_variance_std", "{:.4f}"), ("PCA-K EV (std)", "pca_explained_variance_std", "{:.4f}"),
+    ("FVU", "fvu", "{:.4f}"), ("PCA-K FVU", "pca_fvu", "{:.4f}"), ("Mean-only FVU", "mean_only_fvu", "{:.4f}"),
+    ("FVU - PCA-K FVU", "fvu_minus_pca_fvu", "{:+.4f}"), ("MSE", "reconstruction_loss", "{:.4g}"),
     ("Cosine", "cosine_similarity", "{:.4f}"), ("Death rate", "feature_death_rate", "{:.1%}"),
-    ("Dead", "num_dead_features", "{}"), ("Train s", "train_time_sec", "{:.1f}"),
+    ("Dead", "num_dead_features", "{}"), ("Train s", "train_time_sec", "{:.1f}"), ("Warning", "warning", "{}"),
 )
 
 
-def chosen_config(fixed: dict | None, choice_json: str | os.PathLike | None) -> dict:
-    """``{"d", "k"}`` of the sites: the fixed ``sites.config`` if given, else the sweep's choice."""
-    if fixed:
-        return {"d": fixed["d"], "k": fixed["k"]}
-    return read_json(choice_json)
+def cell(fmt: str, value) -> str:
+    """``value`` formatted for a table; an empty cell for None (no warning, undefined ratio)."""
+    return "" if value is None else fmt.format(value)
 
 
-def rank_configs(rows: list[dict], min_ev: float) -> tuple[list[dict], bool]:
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not math.isnan(value)
+
+
+def rank_configs(rows: list[dict], min_ev: float, metric: str = "explained_variance") -> tuple[list[dict], bool]:
     """Rows sorted best first by the rule above, and whether the best one qualified."""
-    qualified = [r for r in rows if r["explained_variance"] >= min_ev]
-    others = [r for r in rows if r["explained_variance"] < min_ev]
-    by_death = lambda r: (r["feature_death_rate"], -r["explained_variance"], r["d"], r["k"])  # noqa: E731
-    by_ev = lambda r: (-r["explained_variance"], r["feature_death_rate"], r["d"], r["k"])  # noqa: E731
-    ranked = sorted(qualified, key=by_death) + sorted(others, key=by_ev)
+    value = lambda r: r[metric] if _number(r[metric]) else -math.inf  # noqa: E731
+    qualified = [r for r in rows if value(r) >= min_ev]
+    others = [r for r in rows if not value(r) >= min_ev]
+    by_death = lambda r: (r["feature_death_rate"], -value(r), r["d"], r["k"])  # noqa: E731
+    by_value = lambda r: (-value(r), r["feature_death_rate"], r["d"], r["k"])  # noqa: E731
+    ranked = sorted(qualified, key=by_death) + sorted(others, key=by_value)
     return [{**r, "rank": i + 1} for i, r in enumerate(ranked)], bool(qualified)
 
 
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(h for h, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(f.format(r[k]) for _, k, f in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(f, r[k]) for _, k, f in COLUMNS) + " |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
-def analyze_sweep(metric_files: list[str | os.PathLike], min_ev: float, summary_out, table_out,
-                  choice_out) -> dict:
-    """Read each config's metrics JSON, rank them, write the summary, table and chosen {d, k}."""
+def analyze_sweep(metric_files: list[str | os.PathLike], entries: list[dict], baselines_json: str | os.PathLike,
+                  selection: dict, summary_out, table_out, choice_out) -> dict:
+    """Rank the sweep entries (``entries[i]``'s metrics in ``metric_files[i]``) beside their
+    baselines; write the summary, the table and the chosen entry (``{"d", "k", "recipe"}``, and
+    ``epochs`` if the entry set them)."""
+    metric, min_ev = selection["metric"], selection["min_explained_variance"]
+    baselines = read_json(baselines_json)
     rows = []
-    for path in metric_files:
+    for path, entry in zip(metric_files, entries):
         result = read_json(path)
         cfg, metrics = result["config"], result["metrics"]
-        rows.append({"d": cfg["latent_dim"], "k": cfg["k"], "sparsity": cfg["k"] / cfg["latent_dim"], **metrics})
-    ranked, qualified = rank_configs(rows, min_ev)
+        rows.append({"entry": entry, "recipe": cfg["recipe"], "d": cfg["latent_dim"], "k": cfg["k"],
+                     "sparsity": cfg["k"] / cfg["latent_dim"], **metrics,
+                     **beside(metrics, baselines, cfg["position"], cfg["layer"], cfg["k"])})
+    ranked, qualified = rank_configs(rows, min_ev, metric)
     best = ranked[0]
-    site = {"position": result["config"]["position"], "layer": result["config"]["layer"]}
+    site = {"position": cfg["position"], "layer": cfg["layer"]}
+    label = lambda r: f"d={r['d']}, K={r['k']} ({r['recipe']} recipe, {r['epochs']} epochs)"  # noqa: E731
     if qualified:
-        n_ok = sum(r["explained_variance"] >= min_ev for r in ranked)
-        rationale = (f"{n_ok} of {len(ranked)} configs reach explained variance >= {min_ev:g}; among them "
-                     f"d={best['d']}, K={best['k']} has the lowest feature death rate "
-                     f"({best['feature_death_rate']:.1%}) with explained variance {best['explained_variance']:.4f}.")
+        n_ok = sum(_number(r[metric]) and r[metric] >= min_ev for r in ranked)
+        rationale = (f"{n_ok} of {len(ranked)} configs reach {metric} >= {min_ev:g}; among them {label(best)} "
+                     f"has the lowest feature death rate ({best['feature_death_rate']:.1%}) with {metric} "
+                     f"{best[metric]:.4f}.")
     else:
-        rationale = (f"No config reaches explained variance >= {min_ev:g}; d={best['d']}, K={best['k']} is "
-                     f"chosen for the highest explained variance ({best['explained_variance']:.4f}).")
+        rationale = (f"No config reaches {metric} >= {min_ev:g}; {label(best)} is chosen for the highest "
+                     f"{metric} ({cell('{:.4f}', best[metric]) or 'undefined'}).")
+    warnings = [f"{label(r)}: {r['warning']}" for r in ranked if r["warning"]]
     table = markdown_table(ranked)
     summary = {
         "site": site,
         "selection_rule": {
+            "metric": metric,
             "min_explained_variance": min_ev,
             "rule": __doc__.split("\n\n")[1].replace("\n", " "),
         },
-        "sweet_spot": {"d": best["d"], "k": best["k"], "metrics": best},
+        "sweet_spot": {"d": best["d"], "k": best["k"], "recipe": best["recipe"], "metrics": best},
         "any_config_qualified": qualified,
         "rationale": rationale,
+        "warnings": warnings,
         "configs": ranked,
         "comparison_table_markdown": table,
     }
     write_json(summary_out, summary)
     heading = f"# Sweep at position {site['position']}, layer {site['layer']}\n\n"
-    write_text(table_out, f"{heading}{rationale}\n\n{table}")
-    write_json(choice_out, {"d": best["d"], "k": best["k"]})
+    notes = "".join(f"- WARNING {w}\n" for w in warnings)
+    write_text(table_out, f"{heading}{rationale}\n\n{table}" + (f"\n{notes}" if notes else ""))
+    write_json(choice_out, best["entry"])
     return summary

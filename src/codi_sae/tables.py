@@ -6,7 +6,7 @@ import html
 import os
 
 from .atomic import read_json, write_text
-from .selection import COLUMNS
+from .selection import COLUMNS, cell
 
 STYLE = """<style>
 body { font-family: sans-serif; margin: 1.5em; }
@@ -14,13 +14,26 @@ table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f0f0; } tr.chosen td { background: #fff3cd; font-weight: bold; }
 .synthetic { background: #b00020; color: white; padding: 0.6em; font-weight: bold; }
+.warning { background: #fff3cd; border-left: 0.4em solid #e6a700; padding: 0.4em 0.8em; }
 </style>"""
-SITE_COLUMNS = (  # (header, metric key, format)
-    ("EV (seed)", "explained_variance", "{:.4f}"), ("EV (std)", "explained_variance_std", "{:.4f}"),
-    ("MSE", "reconstruction_loss", "{:.4g}"), ("Cosine", "cosine_similarity", "{:.4f}"),
-    ("Death rate", "feature_death_rate", "{:.1%}"), ("Dead", "num_dead_features", "{}"),
-    ("L0", "l0_mean", "{:.1f}"),
+SITE_COLUMNS = (  # (header, key in the site's metrics or its baselines, format)
+    ("EV (seed)", "explained_variance", "{:.4f}"), ("PCA-K EV (seed)", "pca_explained_variance", "{:.4f}"),
+    ("Mean-only EV (seed)", "mean_only_explained_variance", "{:.4f}"),
+    ("EV (std)", "explained_variance_std", "{:.4f}"), ("PCA-K EV (std)", "pca_explained_variance_std", "{:.4f}"),
+    ("FVU", "fvu", "{:.4f}"), ("PCA-K FVU", "pca_fvu", "{:.4f}"), ("Mean-only FVU", "mean_only_fvu", "{:.4f}"),
+    ("FVU - PCA-K FVU", "fvu_minus_pca_fvu", "{:+.4f}"), ("MSE", "reconstruction_loss", "{:.4g}"),
+    ("Cosine", "cosine_similarity", "{:.4f}"), ("Death rate", "feature_death_rate", "{:.1%}"),
+    ("Dead", "num_dead_features", "{}"), ("L0", "l0_mean", "{:.1f}"), ("Warning", "warning", "{}"),
 )
+BASELINES_NOTE = ("Beside every SAE: PCA-K, the training data's first K principal directions (as many as the "
+                  "SAE's active latents), and the mean-only model, which predicts every row as the training "
+                  "mean; both fit on the training rows, scored on the validation rows. EV (seed) is the seed's "
+                  "explained variance, 1 - var(x - r) / var(x) over all elements, which counts the spread of "
+                  "the per-dimension means as explained; EV (std) = 1 - FVU removes each dimension's mean.")
+
+
+def _warnings(warnings: list[str]) -> str:
+    return "".join(f"<p class='warning'>WARNING {html.escape(w)}</p>" for w in warnings)
 
 
 def _page(title: str, dataset: dict, body: str) -> str:
@@ -44,29 +57,33 @@ def sweep_page(summary: dict, dataset: dict) -> str:
     """The sweet spot, why it was chosen, and every config's metrics, best first."""
     best = summary["sweet_spot"]
     site = summary["site"]
-    rows = [[f.format(r[k]) for _, k, f in COLUMNS] for r in summary["configs"]]
-    chosen = ["chosen" if (r["d"], r["k"]) == (best["d"], best["k"]) else "" for r in summary["configs"]]
-    body = (f"<h2>Sweet spot: d={best['d']}, K={best['k']}</h2><p>{html.escape(summary['rationale'])}</p>"
-            f"<p>Rule: {html.escape(summary['selection_rule']['rule'])}</p>"
+    rows = [[cell(f, r[k]) for _, k, f in COLUMNS] for r in summary["configs"]]
+    chosen = ["chosen" if r["rank"] == 1 else "" for r in summary["configs"]]
+    body = (f"<h2>Sweet spot: d={best['d']}, K={best['k']}, {html.escape(best['recipe'])} recipe</h2>"
+            + _warnings(summary["warnings"])
+            + f"<p>{html.escape(summary['rationale'])}</p>"
+            f"<p>Rule: {html.escape(summary['selection_rule']['rule'])}</p><p>{html.escape(BASELINES_NOTE)}</p>"
             + _table([h for h, _, _ in COLUMNS], rows, chosen))
     return _page(f"(d, K) sweep at position {site['position']}, layer {site['layer']}", dataset, body)
 
 
 def sites_page(metrics_all: dict) -> str:
-    """Every site's metrics, and the mean, std and range over sites."""
+    """Every site's metrics beside its baselines, and the mean, std and range over sites."""
     cfg = metrics_all["config"]
-    rows = [
-        [layer, pos] + [f.format(m[k]) for _, k, f in SITE_COLUMNS]
-        for layer, by_pos in sorted(metrics_all["results"].items(), key=lambda kv: int(kv[0]))
-        for pos, m in sorted(by_pos.items(), key=lambda kv: int(kv[0]))
-    ]
-    stats = [[key, *(f"{s[v]:.4g}" for v in ("mean", "std", "min", "max"))]
+    rows = []
+    for layer, by_pos in sorted(metrics_all["results"].items(), key=lambda kv: int(kv[0])):
+        for pos, m in sorted(by_pos.items(), key=lambda kv: int(kv[0])):
+            site = {**metrics_all["baselines"][layer][pos], **m}
+            rows.append([layer, pos] + [cell(f, site[k]) for _, k, f in SITE_COLUMNS])
+    stats = [[key, str(s["n"]), *(cell("{:.4g}", s[v]) for v in ("mean", "std", "min", "max"))]
              for key, s in metrics_all["statistics"].items()]
-    body = (f"<h2>Statistics over {metrics_all['n_sites']} sites</h2>"
-            + _table(["Metric", "Mean", "Std", "Min", "Max"], stats)
-            + "<h2>Per site (validation)</h2>"
+    body = (_warnings(metrics_all["warnings"])
+            + f"<h2>Statistics over {metrics_all['n_sites']} sites</h2>"
+            + _table(["Metric", "Sites", "Mean", "Std", "Min", "Max"], stats)
+            + f"<h2>Per site (validation)</h2><p>{html.escape(BASELINES_NOTE)}</p>"
             + _table(["Layer", "Position"] + [h for h, _, _ in SITE_COLUMNS], rows))
-    return _page(f"TopK SAE d={cfg['latent_dim']}, K={cfg['k']} at every site", metrics_all["dataset"], body)
+    title = f"TopK SAE d={cfg['latent_dim']}, K={cfg['k']}, {cfg['recipe']} recipe, at every site"
+    return _page(title, metrics_all["dataset"], body)
 
 
 def write_report_tables(summary_json: str | os.PathLike, metrics_all_json: str | os.PathLike,

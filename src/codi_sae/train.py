@@ -15,9 +15,9 @@ from .errors import InputError
 from .metrics import BankStats
 from .parallel import run_in_threads
 from .sae import SAEBank
+from .saeconfig import Recipe
 
 log = logging.getLogger(__name__)
-RECIPE = "seed-topk"  # the seed's recipe: Linear encoder/decoder, TopK by |.|, MSE, Adam
 EVAL_ROWS = 256  # rows per evaluation chunk, for every SAE of a bank at once
 
 
@@ -44,24 +44,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings,
-             device: torch.device) -> tuple[SAEBank, float]:
-    """Train one SAE per leading slice of ``x`` [n, N, H]; returns the bank and seconds taken."""
+def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings, device: torch.device,
+             recipe: Recipe = Recipe(), names: list[str] | None = None) -> tuple[SAEBank, float]:
+    """Train one SAE per leading slice of ``x`` [n, N, H]; returns the bank, folded to take raw
+    inputs, and the seconds taken. A loss that is not finite stops it with an InputError that
+    names the member (``names[s]``, e.g. its site) and the epoch."""
     n, N, H = x.shape
     _sync(device)
     start = time.perf_counter()
-    bank = SAEBank(n, H, latent_dim, k, settings.seed).to(device)
-    x = x.to(device)
+    bank = SAEBank(n, H, latent_dim, k, settings.seed, recipe).to(device)
+    x = bank.fit_inputs(x.to(device))
     order = torch.Generator().manual_seed(settings.seed)
     step = BankStep(bank, lr=settings.lr)
     for epoch in range(settings.epochs):
         perm = torch.randperm(N, generator=order).to(device)
-        total = torch.zeros((), device=device)
+        total = torch.zeros(n, device=device)
         for i in range(0, N, settings.batch_size):
             rows = perm[i : i + settings.batch_size]
             total += step(x, rows) * len(rows)  # no .item() here: it would wait for a GPU
+        finite = torch.isfinite(total)
+        if not bool(finite.all()):
+            s = int((~finite).nonzero()[0])
+            raise InputError(f"{names[s] if names else f'SAE {s}'}: the training loss is not finite at epoch "
+                             f"{epoch + 1} (inputs too large for float32, or train.lr={settings.lr:g} too high?)")
         if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == settings.epochs:
-            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, total.item() / N / n)
+            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, total.sum().item() / N / n)
+    bank.fold_()
     _sync(device)
     return bank, time.perf_counter() - start
 
@@ -95,8 +103,8 @@ def fired_and_mse(bank: SAEBank, x: torch.Tensor, device: torch.device) -> tuple
 
 def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
                *, latent_dim: int, k: int, settings: TrainSettings, sites_per_batch: int,
-               threads: int | None = None) -> None:
-    """Train one SAE (``latent_dim``, ``k``) at each site; write ``outputs[i] = (pt, json)``.
+               recipe: Recipe = Recipe(), threads: int | None = None) -> None:
+    """Train one SAE (``latent_dim``, ``k``, ``recipe``) at each site; write ``outputs[i] = (pt, json)``.
 
     Sites are trained ``sites_per_batch`` at a time as one batched model, each from the same
     seed, so a site's result does not depend on which sites share its batch. On the CPU,
@@ -118,13 +126,15 @@ def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs
     def train_batch(job: tuple[list[tuple[int, int]], list[tuple[str, str]]]) -> None:
         batch, outs = job
         x_train, x_val = site_rows(train, train_pt, batch), site_rows(val, val_pt, batch)
-        bank, seconds = fit_bank(x_train, latent_dim, k, settings, device)
+        names = [f"{train_pt}: position {p}, layer {layer}" for p, layer in batch]
+        bank, seconds = fit_bank(x_train, latent_dim, k, settings, device, recipe, names)
         fired_train, train_loss = fired_and_mse(bank, x_train, device)
         results = evaluate_bank(bank, x_val, device).results(fired_elsewhere=fired_train)
         for s, ((position, layer), (pt, js)) in enumerate(zip(batch, outs)):
             config = {
                 "input_dim": H, "latent_dim": latent_dim, "k": k, "position": position, "layer": layer,
-                **asdict(settings), "device": str(device), "recipe": RECIPE,
+                **asdict(settings), "device": str(device), **recipe.as_dict(),
+                "k_aux": recipe.k_aux or H // 2, "input_scale": float(bank.scale[s]),
                 "n_train": x_train.shape[1], "n_val": x_val.shape[1], "sites_trained_together": len(batch),
             }
             metrics = {
@@ -135,8 +145,8 @@ def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs
                 "epochs": settings.epochs,
             }
             save_sae(pt, js, bank.member_state(s), config, metrics)
-            log.info("pos %d layer %d: EV %.4f, death rate %.3f -> %s", position, layer,
-                     metrics["explained_variance"], metrics["feature_death_rate"], pt)
+            log.info("pos %d layer %d: FVU %s, death rate %.3f -> %s", position, layer,
+                     metrics["fvu"], metrics["feature_death_rate"], pt)
 
     torch.set_num_threads(max(1, threads // workers))
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .rawjson import read_header
-from .saeconfig import check_k
+from .saeconfig import check_k, entry_name
 
 DEMO_JSON = "results/demo/synthetic_raw.json"
 DEMO_TRUTH = "results/demo/synthetic_ground_truth.pt"
@@ -44,15 +44,16 @@ def data_shape(config: dict) -> DataShape:
 
 
 def check_config(config: dict, shape: DataShape) -> None:
-    """Sweep site inside the data, every K <= d, no config twice."""
+    """Sweep site inside the data, every K <= d, no sweep entry twice."""
     sweep = config["sweep"]
     if sweep["position"] >= shape.n_positions:
         raise InputError(f"sweep.position={sweep['position']} but the data has positions 0..{shape.n_positions - 1}")
     if sweep["layer"] not in shape.layers:
         raise InputError(f"sweep.layer={sweep['layer']} but the data has layers {list(shape.layers)}")
-    pairs = [(c["d"], c["k"]) for c in sweep["configs"]]
-    if len(set(pairs)) != len(pairs):
-        raise InputError(f"sweep.configs lists a (d, k) twice: {pairs}")
+    names = [entry_name(c, config["sae"]) for c in sweep["configs"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"sweep.configs lists {', '.join(twice)} twice")
     checks = [("sweep.configs", c) for c in sweep["configs"]]
     if config["sites"].get("config"):
         checks.append(("sites.config", config["sites"]["config"]))

@@ -1,0 +1,60 @@
+"""The baselines beside every SAE, per site: the mean-only model and PCA with K components.
+
+Both are fit on the training rows and scored on the validation rows with the SAE's metric
+definitions (``metrics.ReconStats``): the mean-only model predicts every row as the training
+mean; PCA-K (scikit-learn) reconstructs a row from its projection on the training data's first
+K principal directions, around the training mean. A K above min(rows, H) is capped there, and
+``n_components`` says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+from .atomic import write_json
+from .data import load_split, site_rows
+from .metrics import ReconStats
+
+log = logging.getLogger(__name__)
+
+
+def _scores(x: torch.Tensor, recon: torch.Tensor) -> dict:
+    stats = ReconStats(1)
+    stats.update(x.unsqueeze(0), recon.unsqueeze(0))
+    return {k: v for k, v in stats.results()[0].items() if k != "cosine_similarity"}
+
+
+def site_baselines(x_train: torch.Tensor, x_val: torch.Tensor, ks: list[int]) -> dict:
+    """``{"mean_only": metrics, "pca": {"<K>": {"n_components", metrics}}}`` for one site's rows [N, H]."""
+    mean = x_train.mean(0)
+    out = {"mean_only": _scores(x_val, mean.expand_as(x_val)), "pca": {}}
+    most = min(max(ks), *x_train.shape)
+    with np.errstate(all="ignore"):  # a constant site: scikit-learn divides 0 by 0 in its ratios
+        pca = PCA(n_components=most, svd_solver="covariance_eigh").fit(x_train.numpy())
+    directions = torch.from_numpy(pca.components_).to(x_val.dtype)
+    centred = x_val - torch.from_numpy(pca.mean_).to(x_val.dtype)
+    for k in ks:
+        top = directions[: min(k, most)]
+        recon = centred @ top.T @ top + torch.from_numpy(pca.mean_).to(x_val.dtype)
+        out["pca"][str(k)] = {"n_components": len(top), **_scores(x_val, recon)}
+    return out
+
+
+def write_baselines(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sites: list[tuple[int, int]],
+                    ks: list[int], out: str | os.PathLike) -> dict:
+    """Both baselines at every site, for every K in ``ks``:
+    ``{"ks", "n_train", "n_val", "sites": {"<layer>": {"<pos>": site_baselines(...)}}}``."""
+    train, val = load_split(train_pt), load_split(val_pt)
+    doc = {"ks": sorted(ks), "sites": {}}
+    for position, layer in sites:
+        x_train, x_val = site_rows(train, train_pt, [(position, layer)])[0], site_rows(val, val_pt, [(position, layer)])[0]
+        doc["sites"].setdefault(str(layer), {})[str(position)] = site_baselines(x_train, x_val, doc["ks"])
+        doc.update(n_train=x_train.shape[0], n_val=x_val.shape[0])
+    log.info("baselines at %d site(s) for K in %s", len(sites), doc["ks"])
+    write_json(out, doc)
+    return doc

@@ -1,0 +1,35 @@
+"""Every SAE's numbers beside its baselines (the mean-only model, PCA with the same K), and a
+warning where the SAE learned little beyond the mean.
+
+Light on imports: the analysis, collection and table jobs use it.
+"""
+
+from __future__ import annotations
+
+BASELINE_METRICS = ("explained_variance", "explained_variance_std", "fvu", "reconstruction_loss")
+LEARNED_LITTLE_FVU = 0.99  # an FVU above this explains under 1% of the variance around the mean
+
+
+def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int) -> dict:
+    """The baselines of the SAE (``metrics``, with ``k``) at a site of ``baselines`` (the
+    baselines job's JSON), flat: ``mean_only_<metric>``, ``pca_k``, ``pca_n_components``,
+    ``pca_<metric>``, ``fvu_minus_pca_fvu``, and ``warning`` (null when all is well)."""
+    site = baselines["sites"][str(layer)][str(position)]
+    pca = site["pca"][str(k)]
+    out = {f"mean_only_{m}": site["mean_only"][m] for m in BASELINE_METRICS}
+    out.update({"pca_k": k, "pca_n_components": pca["n_components"]})
+    out.update({f"pca_{m}": pca[m] for m in BASELINE_METRICS})
+    fvu = metrics["fvu"]
+    out["fvu_minus_pca_fvu"] = None if fvu is None or pca["fvu"] is None else fvu - pca["fvu"]
+    out["warning"] = warning(fvu, out["mean_only_fvu"])
+    return out
+
+
+def warning(fvu: float | None, mean_only_fvu: float | None) -> str | None:
+    """Why this SAE's reconstruction should not be trusted, or None."""
+    if fvu is None:
+        return "the activations here do not vary: there is no variance to explain"
+    if fvu > LEARNED_LITTLE_FVU:
+        return (f"FVU {fvu:.3f} > {LEARNED_LITTLE_FVU}: the SAE explains under 1% of the variance around the "
+                f"per-dimension mean, which the mean-only model predicts (FVU {mean_only_fvu:.3f})")
+    return None
