@@ -17,18 +17,19 @@ import torch
 
 import seed_baseline
 from codi_sae.convert import convert_raw_json
+from codi_sae.saeconfig import make_recipe
 from codi_sae.train import TrainSettings, train_saes
 
 
 def ours_sites(data_dir: str, out_dir: str, d: int, k: int, epochs: int, threads: int, sites_per_batch: int,
-               device: str = "cpu") -> dict:
-    """Every site of the dataset, batched as the workflow's ``train_sites`` job does it."""
+               device: str = "cpu", recipe: str = "seed") -> dict:
+    """Every site of the dataset, batched as the workflow's ``train_sites`` job does it, with ``recipe``."""
     info = json.loads((Path(data_dir) / "dataset.json").read_text())
     sites = [(p, layer) for layer in info["layers"] for p in range(info["n_positions"])]
     outputs = [(f"{out_dir}/pos{p}_layer{layer}.pt", f"{out_dir}/pos{p}_layer{layer}.json") for p, layer in sites]
     train_saes(f"{data_dir}/train.pt", f"{data_dir}/val.pt", sites, outputs, latent_dim=d, k=k,
                 settings=TrainSettings(epochs=epochs, device=device), sites_per_batch=sites_per_batch,
-                threads=threads)
+                recipe=make_recipe(recipe), threads=threads)
     return {"n_sites": len(sites)}
 
 
@@ -72,6 +73,7 @@ STAGES = {
     "seed-plots": seed_baseline.plots,
     "ours-convert": ours_convert,
     "ours-sites": ours_sites,
+    "ours-sites-topk": partial(ours_sites, recipe="topk"),
     "ours-sites-cuda": partial(ours_sites, device="cuda"),
     "matmul-rate": matmul_rate,
 }

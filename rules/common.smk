@@ -3,7 +3,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-# The package in this checkout's src/ (jobs find it through the link scripts/codi_sae).
+# The package in this checkout's src/: first on this process's path, and (workflow.py) on every
+# job's, so that a codi_sae installed elsewhere never stands in for the modules rules list.
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
@@ -17,7 +18,10 @@ from codi_sae.workflow import (
     check_config,
     data_shape,
     module_files,
+    put_first_for_jobs,
 )
+
+put_first_for_jobs(SRC)
 
 try:
     DATA = data_shape(config)

@@ -21,3 +21,9 @@ def test_failed_write_leaves_nothing_and_keeps_the_old_file(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == [target] and target.read_text() == '{\n  "old": 1\n}\n'
+
+
+def test_json_is_never_written_with_nan(tmp_path):
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "m.json", {"fvu": float("nan")})
+    assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS = ("Conversion time", "Conversion peak memory", "Sites training", "FLOP floor", "Explained variance", "Death rate",
+ROWS = ("Conversion time", "Conversion peak memory", "Sites training", "Sites training, topk recipe", "FLOP floor", "Explained variance", "Death rate",
         "End to end", "End-to-end CPU time", "Sweep jobs", "No-op rerun", "Max job RSS", "GPU sites")
 
 

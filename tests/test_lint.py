@@ -42,12 +42,12 @@ with SnakemakeApi(OutputSettings(quiet=True)) as api:
     }
 print(json.dumps(rules))
 """
-# Runs a script's top-level imports as Snakemake would (its folder first on sys.path) and
+# Runs a script's top-level imports as a job would (the checkout's src/ first on the path) and
 # prints the package modules then loaded, with the third-party modules they import.
 IMPORTS = """
 import ast, json, sys
 script = sys.argv[1]
-sys.path.insert(0, script.rsplit("/", 1)[0])
+sys.path.insert(0, sys.argv[2])
 tree = ast.parse(open(script).read())
 exec(compile(ast.Module([n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], []), script, "exec"))
 loaded = {name: mod.__file__ for name, mod in list(sys.modules.items()) if name.startswith("codi_sae.")}
@@ -69,7 +69,8 @@ def rules() -> dict:
 
 @pytest.mark.parametrize("name, rule", rules().items())
 def test_each_rule_lists_every_module_its_job_runs_and_its_env_has_them(name, rule):
-    proc = subprocess.run([sys.executable, "-c", IMPORTS, rule["script"]], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", IMPORTS, rule["script"], str(REPO / "src")], cwd=REPO,
+                          capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     job = json.loads(proc.stdout)
     assert job["modules"], f"{name}: its script loads no package module"

@@ -1,3 +1,4 @@
+import json
 import time
 
 import pytest
@@ -200,3 +201,43 @@ def test_run_in_threads_raises_the_first_failure_and_cancels_the_rest():
     with pytest.raises(ValueError, match="bad job"):
         run_in_threads(job, range(50), workers=1)
     assert 0 in done and len(done) < 10  # the jobs queued behind the failure never ran
+
+
+def test_a_loss_that_is_not_finite_names_the_site_and_epoch(tmp_path):
+    from conftest import raw_dict, write_raw
+
+    obj = raw_dict()
+    for sample in obj["samples"]:  # position 1 of layer 2 holds values whose squares overflow float32
+        sample["thoughts"]["layer_2"][1] = [v * 1e20 for v in sample["thoughts"]["layer_2"][1]]
+    raw = write_raw(tmp_path / "raw.json", obj)
+    data = tmp_path / "data"
+    convert_raw_json(raw, data / "train.pt", data / "val.pt", data / "info.json")
+    outputs = [(tmp_path / f"{s}.pt", tmp_path / f"{s}.json") for s in range(2)]
+    with pytest.raises(InputError, match=r"train.pt: position 1, layer 2: the training loss is not finite at "
+                                         r"epoch 1 \(inputs too large for float32, or train.lr=0.001 too high\?\)"):
+        train_saes(data / "train.pt", data / "val.pt", [(0, 2), (1, 2)], outputs, latent_dim=12, k=3,
+                   settings=TrainSettings(epochs=2, batch_size=4), sites_per_batch=2)
+    assert not any(pt.exists() or js.exists() for pt, js in outputs)
+
+
+def test_a_constant_site_gets_null_ratios_not_nan(tmp_path):
+    from conftest import raw_dict, write_raw
+    from codi_sae.baselines import site_baselines
+
+    obj = raw_dict()
+    for sample in obj["samples"]:
+        sample["thoughts"]["layer_1"][2] = [0.5 * h for h in range(8)]  # the same vector in every problem
+    raw = write_raw(tmp_path / "raw.json", obj)
+    data = tmp_path / "data"
+    convert_raw_json(raw, data / "train.pt", data / "val.pt", data / "info.json")
+    outputs = [(tmp_path / f"{s}.pt", tmp_path / f"{s}.json") for s in range(2)]
+    train_saes(data / "train.pt", data / "val.pt", [(2, 1), (1, 1)], outputs, latent_dim=12, k=3,
+               settings=TrainSettings(epochs=2, batch_size=4), sites_per_batch=2)
+    constant, varying = (json.loads(js.read_text())["metrics"] for _, js in outputs)
+    assert constant["fvu"] is None and constant["explained_variance_std"] is None
+    assert constant["explained_variance"] is not None  # the seed's: variance over all elements, not per dim
+    assert all(v is not None for v in varying.values())
+    assert "NaN" not in outputs[0][1].read_text()
+    x = torch.full((6, 8), 0.5)
+    base = site_baselines(x, x, [3])
+    assert base["mean_only"]["fvu"] is None and base["pca"]["3"]["fvu"] is None

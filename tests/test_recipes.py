@@ -11,7 +11,7 @@ from codi_sae.convert import convert_raw_json
 from codi_sae.data import load_split
 from codi_sae.errors import InputError
 from codi_sae.sae import SAEBank, TopKAutoencoder, sparsify, topk_mask
-from codi_sae.saeconfig import RECIPES, Recipe, entry_name, make_recipe
+from codi_sae.saeconfig import RECIPES, Recipe, entry_name, entry_train, make_recipe, sae_job
 from codi_sae.train import TrainSettings, fit_bank, train_saes
 
 TOPK = make_recipe("topk")
@@ -26,6 +26,15 @@ def test_presets_and_overrides():
         make_recipe("seed", {"activation": "relu"})
     with pytest.raises(InputError, match="unknown recipe 'gated'"):
         make_recipe("gated")
+
+
+def test_training_jobs_carry_every_switch_of_their_recipe():
+    sae = {"recipe": "seed", "activation": "relu_topk"}
+    job = sae_job({"d": 64, "k": 8, "recipe": "topk", "epochs": 100}, sae)
+    assert job == {"d": 64, "k": 8, "recipe": {**RECIPES["topk"], "recipe": "topk"}}
+    assert Recipe.from_dict(sae_job({"d": 64, "k": 8}, sae)["recipe"]) == make_recipe("seed", sae)
+    assert make_recipe("seed", sae).activation == "relu_topk"
+    assert entry_train({"d": 64, "k": 8, "epochs": 100}) == {"epochs": 100} and entry_train({"d": 64, "k": 8}) == {}
 
 
 def test_entry_names():

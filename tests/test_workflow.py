@@ -234,6 +234,15 @@ def build_report(workdir: Path, *args: str) -> str:
     return report.read_text()
 
 
+def test_jobs_run_the_package_of_their_own_checkout(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")  # this venv has the package of REPO installed, not the copy's
+    with open(wd / "src/codi_sae/jobs.py", "a") as f:
+        f.write("\nfrom pathlib import Path\nPath('imported_from').write_text(__file__)\n")
+    (wd / "tiny.yaml").write_text(TINY)
+    snakemake(wd, "results/demo/synthetic_raw.json", "--configfile", "tiny.yaml")
+    assert (wd / "imported_from").read_text() == str(wd / "src/codi_sae/jobs.py")
+
+
 def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     obj = raw_dict(n=12, layers=tuple(range(7)), T=6, H=384)
@@ -281,6 +290,11 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
         ("train: {epochs: 0}", "epochs"),
         ("sweep: {configs: [{d: 8}]}", "'k' is a required property"),
         ("raw_json: /no/such/file.json", "/no/such/file.json: raw JSON file not found"),
+        ("sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2}, {d: 8, k: 2, recipe: seed}]}",
+         "sweep.configs lists d8_k2 twice"),
+        ("sae: {activation: relu}", "'relu' is not one of"),
+        ("sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2, recipe: gated}]}", "'gated' is not one of"),
+        ("selection: {metric: fvu}", "'fvu' is not one of"),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, config, message):
@@ -317,7 +331,8 @@ def test_report_holds_the_workflow_text_plots_and_tables(demo_report):
     assert "SYNTHETIC DEMO DATA: the data's metadata marks it synthetic" in html and "(80% train, 20%" in html
     for name in HEATMAPS + ("sweep",):
         assert f'"data_uri": "data:image/png;charset=utf8;filename={name}.png;base64,iVBORw0KGgo' in html, name
-    for name, text in (("sweep", "Sweet spot: d="), ("sites", "Statistics over 12 sites")):
+    for name, text in (("sweep", "Sweet spot: d="), ("sweep", "<td>topk</td>"), ("sweep", "PCA-K FVU"),
+                       ("sweep", "Mean-only FVU"), ("sites", "Statistics over 12 sites"), ("sites", "PCA-K FVU")):
         encoded = re.search(rf'"data_uri": "data:text/html;charset=utf8;filename={name}.html;base64,([^"]+)"', html)
         assert text in base64.b64decode(encoded.group(1)).decode(), name
 

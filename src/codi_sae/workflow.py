@@ -7,6 +7,7 @@ of the file in milliseconds, so every per-site output is known before any job ru
 from __future__ import annotations
 
 import ast
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,14 @@ def check_config(config: dict, shape: DataShape) -> None:
         checks.append(("sites.config", config["sites"]["config"]))
     for where, c in checks:
         check_k(c["d"], c["k"], f"{where}: ")
+
+
+def put_first_for_jobs(src: Path) -> None:
+    """Put ``src`` first on ``PYTHONPATH``, which every job inherits, so that jobs import this
+    checkout's package: Snakemake only appends a script's folder to ``sys.path``, behind any
+    installed copy of the package (another clone, an older release)."""
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(src)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(src), *rest])
 
 
 def module_files(package_dir: str | Path, *modules: str) -> list[str]:
