@@ -6,21 +6,21 @@ override any switch:
 
 - ``decoder_bias``: ``linear``, initialised as ``nn.Linear`` does (the seed); or ``mean``,
   initialised to the training mean and subtracted from the input before the encoder (Gao et
-  al. 2024, sec. 2.1; sparsify's and dictionary_learning's ``b_dec``);
+  al. 2024's ``b_pre``; sparsify's and dictionary_learning's ``b_dec``);
 - ``activation``: ``signed_topk``, the K pre-activations of largest magnitude with their signs
-  (the seed); or ``relu_topk``, the K largest positive ones (Gao et al.);
+  (the seed); or ``relu_topk``, the K largest positive ones (Gao et al. sec. 2.3);
 - ``encoder_init``: ``linear`` (the seed); or ``decoder_transpose``, the encoder starts as the
-  decoder's transpose with a zero bias (Gao et al. sec. A.1);
+  decoder's transpose with a zero bias (Gao et al. sec. 2.4);
 - ``decoder_norm``: ``init``, unit-norm decoder columns at initialisation only (the seed); or
   ``every_step``, the gradient's component along each column is removed before every step and
-  the columns are renormalised after it (Gao et al. sec. A.1);
-- ``auxk_coef``, ``k_aux``, ``dead_after_rows``: the AuxK loss (Gao et al. sec. A.2): the
+  the columns are renormalised after it (Gao et al.; sparsify, SAELens);
+- ``auxk_coef``, ``k_aux``, ``dead_after_rows``: the AuxK loss (Gao et al. sec. 2.4 and A.2): the
   ``k_aux`` (null: H/2) largest activations of the dead latents, those that fired on none of the
   last ``dead_after_rows`` training rows, reconstruct the main model's residual; that loss,
   scaled down while fewer than ``k_aux`` latents are dead, is added with weight ``auxk_coef``
   (0 turns it off);
 - ``input_scaling``: ``none`` (the seed); or ``unit_variance``, one scalar per site, from the
-  training rows, so that the centred inputs' mean squared norm is H (Gao et al. sec. 2.1). The
+  training rows, so that the centred inputs' mean squared norm is H (after Gao et al.). The
   scale and the pre-encoder bias are folded into the saved weights, so every checkpoint takes
   raw activations.
 """
