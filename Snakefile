@@ -25,6 +25,9 @@ localrules:
     plot_sites,
     plot_sweep,
     report_tables,
+    positions,
+    probe_page,
+    plot_analyses,
 
 
 include: "rules/common.smk"
@@ -32,6 +35,7 @@ include: "rules/data.smk"
 include: "rules/sweep.smk"
 include: "rules/sites.smk"
 include: "rules/plots.smk"
+include: "rules/analysis.smk"
 
 
 rule all:
@@ -42,3 +46,7 @@ rule all:
         rules.plot_sites.output,
         rules.plot_sweep.output,
         rules.report_tables.output,
+        rules.codes.output,
+        rules.catalogue.output,
+        rules.probe_page.output,
+        rules.plot_analyses.output,

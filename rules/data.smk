@@ -28,6 +28,7 @@ rule convert:
         train=SPLITS["train"],
         val=SPLITS["val"],
         info="results/data/dataset.json",
+        problems="results/data/problems.json",
     log:
         f"{LOGS}/convert.log",
     benchmark:

@@ -1,4 +1,4 @@
-"""Snakemake adapter: check the raw JSON and write the train/val splits."""
+"""Snakemake adapter: check the raw JSON; write the train/val splits and the problems table."""
 
 from codi_sae.convert import convert_raw_json
 from codi_sae.jobs import run_job
@@ -11,6 +11,7 @@ run_job(
         sm.output.train,
         sm.output.val,
         sm.output.info,
+        problems_out=sm.output.problems,
         workers=sm.threads,
         **sm.params.split,
     ),

@@ -188,3 +188,21 @@ def test_metadata_without_n_samples(tmp_path):
     del obj["metadata"]["n_samples"]
     _, info = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
     assert (info["n_problems"], info["n_train"], info["n_val"]) == (7, 5, 2)
+
+
+def test_problems_table(tmp_path):
+    obj = raw_dict(n=10)
+    del obj["samples"][3]["prediction_text"], obj["samples"][3]["question"]  # optional fields may be missing
+    raw = write_raw(tmp_path / "raw.json", obj)
+    out = tmp_path / "problems.json"
+    convert_raw_json(raw, tmp_path / "t.pt", tmp_path / "v.pt", tmp_path / "i.json", problems_out=out, workers=2)
+    table = json.loads(out.read_text())["problems"]
+    train_idx, _ = train_val_indices(10, 0.8, 42)
+    assert [p["id"] for p in table] == [s["id"] for s in obj["samples"]]  # file order
+    assert [p["split"] == "train" for p in table] == [i in set(train_idx) for i in range(10)]
+    sample = obj["samples"][5]
+    assert table[5] == {"id": sample["id"], "split": table[5]["split"], "is_correct": sample["is_correct"],
+                        "question": sample["question"], "ground_truth": sample["ground_truth"],
+                        "ground_truth_text": sample["ground_truth_text"], "prediction": sample["prediction"],
+                        "prediction_text": sample["prediction_text"]}
+    assert table[3]["question"] is None and table[3]["prediction_text"] is None

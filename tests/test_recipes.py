@@ -10,7 +10,7 @@ from codi_sae.checkpoint import load_sae
 from codi_sae.convert import convert_raw_json
 from codi_sae.data import load_split
 from codi_sae.errors import InputError
-from codi_sae.sae import SAEBank, TopKAutoencoder, sparsify, topk_mask
+from codi_sae.sae import SAEBank, TopKAutoencoder, site_seed, sparsify, topk_mask
 from codi_sae.saeconfig import RECIPES, Recipe, entry_name, entry_train, make_recipe, sae_job
 from codi_sae.train import TrainSettings, fit_bank, train_saes
 
@@ -55,13 +55,13 @@ def test_relu_topk_keeps_the_k_largest_positive_entries():
 def test_topk_initialisation_and_input_scaling():
     torch.manual_seed(0)
     x = 5 + 3 * torch.randn(2, 40, 6)
-    bank = SAEBank(2, 6, 10, 3, seed=1, recipe=TOPK)
+    bank = SAEBank(2, 6, 10, 3, seed=1, recipe=TOPK, sites=[(0, 0), (1, 0)])
     assert torch.equal(bank.enc_wt, bank.dec_wt.transpose(1, 2)) and not bank.enc_b.any()
     scaled = bank.fit_inputs(x)
     centred = scaled - scaled.mean(1, keepdim=True)
     assert torch.allclose(centred.pow(2).sum(2).mean(1), torch.tensor([6.0, 6.0]))
     assert torch.allclose(bank.dec_b, scaled.mean(1), atol=1e-5)
-    constant = SAEBank(1, 6, 10, 3, seed=1, recipe=TOPK)
+    constant = SAEBank(1, 6, 10, 3, seed=1, recipe=TOPK, sites=[(0, 0)])
     assert torch.equal(constant.fit_inputs(torch.ones(1, 5, 6)), torch.ones(1, 5, 6))  # scale 1, no NaN
 
 
@@ -84,6 +84,26 @@ def autograd_loss(bank: SAEBank, xb: torch.Tensor, dead: torch.Tensor | None, k_
     return loss + (bank.recipe.auxk_coef * (n_dead / k_aux).clamp(max=1) * per_member).sum()
 
 
+def test_site_init_per_site_draws_each_sites_own_start():
+    sites = [(0, 0), (1, 0), (0, 1)]
+    shared = SAEBank(3, 6, 10, 3, seed=1, recipe=make_recipe("topk", {"site_init": "shared"}), sites=sites)
+    own = SAEBank(3, 6, 10, 3, seed=1, recipe=TOPK, sites=sites)
+    assert torch.equal(shared.dec_wt[0], shared.dec_wt[2]) and not torch.equal(own.dec_wt[0], own.dec_wt[2])
+    alone = SAEBank(1, 6, 10, 3, seed=1, recipe=TOPK, sites=[(0, 1)])
+    assert torch.equal(alone.dec_wt[0], own.dec_wt[2]) and torch.equal(alone.enc_wt[0], own.enc_wt[2])
+    assert own.seeds == [site_seed(1, p, layer) for p, layer in sites] and len(set(own.seeds)) == 3
+    with pytest.raises(ValueError, match="per_site needs"):
+        SAEBank(2, 6, 10, 3, seed=1, recipe=TOPK)
+    torch.manual_seed(0)
+    x = torch.randn(3, 40, 6)
+    settings = TrainSettings(epochs=2, batch_size=8, lr=1e-2, seed=5)
+    together, _ = fit_bank(x, 10, 3, settings, torch.device("cpu"), TOPK, sites=sites)
+    for s in range(3):
+        lone, _ = fit_bank(x[s : s + 1], 10, 3, settings, torch.device("cpu"), TOPK, sites=[sites[s]])
+        for name, value in lone.member_state(0).items():
+            assert torch.allclose(value, together.member_state(s)[name], atol=1e-5), name
+
+
 @pytest.mark.parametrize("recipe", [
     TOPK,
     make_recipe("topk", {"dead_after_rows": 1, "k_aux": 5}),
@@ -93,7 +113,7 @@ def autograd_loss(bank: SAEBank, xb: torch.Tensor, dead: torch.Tensor | None, k_
 def test_bank_step_gradients_are_autograds(recipe):
     torch.manual_seed(0)
     x, rows = 2 + torch.randn(3, 14, 10), torch.tensor([0, 5, 2, 7, 11, 3, 9, 1])
-    bank, reference = SAEBank(3, 10, 16, 4, seed=2, recipe=recipe), SAEBank(3, 10, 16, 4, seed=2, recipe=recipe)
+    bank, reference = (SAEBank(3, 10, 16, 4, seed=2, recipe=recipe, sites=[(p, 0) for p in range(3)]) for _ in range(2))
     x = bank.fit_inputs(x)
     reference.fit_inputs(x)
     step = BankStep(bank, lr=1e-3)
@@ -125,7 +145,8 @@ def test_auxk_trains_only_dead_latents_and_revives_some():
     recipe = make_recipe("topk", {"dead_after_rows": 40})
     grads = {}
     for coef in (0.0, 1 / 32):
-        bank = SAEBank(1, 16, 96, 3, seed=1, recipe=make_recipe("topk", {"dead_after_rows": 40, "auxk_coef": coef}))
+        bank = SAEBank(1, 16, 96, 3, seed=1, recipe=make_recipe("topk", {"dead_after_rows": 40, "auxk_coef": coef}),
+                       sites=[(0, 0)])
         step = BankStep(bank, lr=1e-2)
         step(bank.fit_inputs(x), torch.arange(40))
         grads[coef] = [g.clone() for g in step.grads]
@@ -139,7 +160,7 @@ def test_auxk_trains_only_dead_latents_and_revives_some():
     results = {}
     for coef in (0.0, 1 / 32):
         recipe = make_recipe("topk", {"auxk_coef": coef, "dead_after_rows": 200, "encoder_init": "linear"})
-        bank, _ = fit_bank(x, 96, 3, settings, torch.device("cpu"), recipe)
+        bank, _ = fit_bank(x, 96, 3, settings, torch.device("cpu"), recipe, sites=[(0, 0)])
         assert torch.allclose(bank.dec_wt.norm(dim=-1), torch.ones(1, 96), atol=1e-5)  # every_step
         with torch.no_grad():
             recon, z = bank(x)
@@ -150,7 +171,7 @@ def test_auxk_trains_only_dead_latents_and_revives_some():
 @pytest.mark.parametrize("recipe", [TOPK, make_recipe("topk", {"activation": "signed_topk"})], ids=["relu", "signed"])
 def test_folded_weights_reproduce_training_reconstructions_from_raw_inputs(recipe):
     x = 40 + 7 * sparse_data()  # far from unit scale, far from zero mean
-    bank = SAEBank(1, 16, 24, 4, seed=3, recipe=recipe)
+    bank = SAEBank(1, 16, 24, 4, seed=3, recipe=recipe, sites=[(0, 0)])
     scaled = bank.fit_inputs(x)
     step = BankStep(bank, lr=1e-2)
     for _ in range(20):

@@ -18,6 +18,7 @@ import torch
 from conftest import raw_dict, write_raw
 
 from codi_sae.checkpoint import load_sae
+from codi_sae.codes import load_codes
 from codi_sae.sae import TopKAutoencoder
 from codi_sae.selection import rank_configs
 
@@ -31,6 +32,8 @@ train: {epochs: 3, batch_size: 8}
 sites: {sites_per_batch: 5}
 """
 SWEEP = (("d8_k2", 8, 2, "seed"), ("d16_k4", 16, 4, "seed"), ("d24_k8", 24, 8, "seed"), ("d16_k4_topk", 16, 4, "topk"))
+ANALYSIS_PLOTS = ("probe_auroc_codes", "probe_auroc_raw", "cross_layer", "positions")
+USE_CASES = ("codes", "probe", "catalogue", "cross_layer", "positions", "probe_page", "plot_analyses")
 HEATMAPS = ("reconstruction_loss", "feature_death_rate", "explained_variance", "fvu", "fvu_minus_pca_fvu")
 METRICS = {
     "explained_variance", "explained_variance_std", "fvu", "reconstruction_loss", "cosine_similarity",
@@ -132,10 +135,32 @@ def test_every_output_of_the_demo_run(demo_run):
     model, ckpt = load_sae(wd / "results/sweet_spot/pos3_layer2.pt")
     assert (model.latent_dim, model.k, ckpt["config"]["position"]) == (choice["d"], choice["k"], 3)
 
-    for name in HEATMAPS + ("sweep",):
+    for name in HEATMAPS + ANALYSIS_PLOTS + ("sweep",):
         assert (wd / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (wd / f"results/plots/{name}.svg").stat().st_size > 1000
     assert (wd / "results/logs/train_sites.log").read_text()
+
+    # the seed's use cases
+    problems = json.loads((wd / "results/data/problems.json").read_text())["problems"]
+    assert len(problems) == 30 and {p["split"] for p in problems} == {"train", "val"} and problems[0]["question"]
+    probe = json.loads((wd / "results/probe/metrics.json").read_text())
+    cross = json.loads((wd / "results/analysis/cross_layer.json").read_text())
+    positions = json.loads((wd / "results/analysis/positions.json").read_text())
+    for layer in range(3):
+        for pos in range(4):
+            codes = load_codes(wd / f"results/codes/pos{pos}_layer{layer}.pt")
+            assert codes["indices"].shape == (30, choice["k"]) and len(codes["problem_ids"]) == 30
+            result = probe["sites"][str(layer)][str(pos)]
+            assert set(result["models"]) == {"codes", "raw", "pca", "majority"} and result["n"] == 30
+            catalogue = json.loads((wd / f"results/catalogue/pos{pos}_layer{layer}.json").read_text())
+            assert len(catalogue["latents"]) == choice["d"]
+            frequencies = sum(latent["frequency"] for latent in catalogue["latents"]) * 30
+            assert frequencies == pytest.approx(int((codes["indices"] >= 0).sum()))
+    assert set(cross["across_layers"]) == {"0", "1", "2", "3"} and set(cross["across_positions"]) == {"0", "1", "2"}
+    # the position table summarises the per-site metrics
+    fvu = positions["metrics"]["fvu"]["per_layer"]["1"]
+    odd = [everything["results"]["1"][str(p)]["fvu"] for p in (1, 3)]
+    assert fvu["odd"] == pytest.approx(statistics.fmean(odd))
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -160,7 +185,8 @@ def test_incremental_rebuilds(demo_run):
     config = wd / "tiny.yaml"
     choice_file = wd / "results/sweep/pos1_layer2/sweet_spot.json"
     summary_file = wd / "results/sweep/pos1_layer2/analysis_summary.json"
-    sites_and_after = {"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "report_tables": 1, "all": 1}
+    sites_and_after = {"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "report_tables": 1, "all": 1,
+                       **{rule: 1 for rule in USE_CASES}}
     assert ran(snakemake(wd, *args)) == Counter()
 
     # how many sites train together cannot change a result: nothing reruns
@@ -205,6 +231,11 @@ def test_incremental_rebuilds(demo_run):
     assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "baselines": baselines,
                             **sites_and_after})
 
+    # probe settings: the probe and what reads it only
+    config.write_text(config.read_text() + "probe: {C: 0.5}\n")
+    assert ran(snakemake(wd, *args)) == Counter({"probe": 1, "positions": 1, "probe_page": 1, "plot_analyses": 1,
+                                                  "all": 1})
+
     # site training settings: the sites and what follows only
     edit(config, "sites: {sites_per_batch: 12}", "sites: {sites_per_batch: 12, train: {epochs: 2}}")
     assert ran(snakemake(wd, *args)) == Counter(sites_and_after)
@@ -224,7 +255,7 @@ def test_incremental_rebuilds(demo_run):
     # the plotting code: the plots only
     with open(wd / "src/codi_sae/plots.py", "a") as f:
         f.write("\n# edited\n")
-    assert ran(snakemake(wd, *args)) == Counter({"plot_sites": 1, "plot_sweep": 1, "all": 1})
+    assert ran(snakemake(wd, *args)) == Counter({"plot_sites": 1, "plot_sweep": 1, "plot_analyses": 1, "all": 1})
 
 
 def build_report(workdir: Path, *args: str) -> str:
@@ -274,7 +305,7 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     jobs = ran(snakemake(wd, *args))
     assert jobs == Counter({"convert": 1, "baselines": 2, "train_sweep_config": 2, "analyze_sweep": 1, "train_sites": 1,
                             "collect_site_metrics": 1, "plot_sites": 1, "plot_sweep": 1, "report_tables": 1,
-                            "all": 1})
+                            "all": 1, **{rule: 1 for rule in USE_CASES}})
     assert json.loads((wd / "results/data/dataset.json").read_text())["synthetic"] is False
     assert not torch.equal(torch.load(train, weights_only=True)["activations"], before)
     assert "SYNTHETIC DEMO DATA" not in build_report(wd, *args)
@@ -329,10 +360,12 @@ def demo_report(demo_run) -> Path:
 def test_report_holds_the_workflow_text_plots_and_tables(demo_report):
     html = demo_report.read_text()
     assert "SYNTHETIC DEMO DATA: the data's metadata marks it synthetic" in html and "(80% train, 20%" in html
-    for name in HEATMAPS + ("sweep",):
+    for name in HEATMAPS + ANALYSIS_PLOTS + ("sweep",):
         assert f'"data_uri": "data:image/png;charset=utf8;filename={name}.png;base64,iVBORw0KGgo' in html, name
     for name, text in (("sweep", "Sweet spot: d="), ("sweep", "<td>topk</td>"), ("sweep", "PCA-K FVU"),
-                       ("sweep", "Mean-only FVU"), ("sites", "Statistics over 12 sites"), ("sites", "PCA-K FVU")):
+                       ("sweep", "Mean-only FVU"), ("sites", "Statistics over 12 sites"), ("sites", "PCA-K FVU"),
+                       ("probe", "AUROC, SAE codes"), ("catalogue", "Hide dead latents"),
+                       ("positions", "Wilcoxon")):
         encoded = re.search(rf'"data_uri": "data:text/html;charset=utf8;filename={name}.html;base64,([^"]+)"', html)
         assert text in base64.b64decode(encoded.group(1)).decode(), name
 
@@ -365,7 +398,8 @@ def browser_dom(page: Path) -> str:
 @pytest.mark.parametrize(
     "category, result",
     [("Per-site heatmaps", f"results/plots/{m}.png") for m in HEATMAPS]
-    + [("Sweep", "results/plots/sweep.png")],
+    + [("Sweep", "results/plots/sweep.png"), ("Error prediction", "results/plots/probe_auroc_codes.png"),
+       ("Cross-layer", "results/plots/cross_layer.png"), ("Position specialisation", "results/plots/positions.png")],
 )
 def test_report_shows_the_plots_in_a_browser(demo_report, category, result):
     html = demo_report.read_text()

@@ -24,13 +24,17 @@ def convert_raw_json(
     train_fraction: float = 0.8,
     seed: int = 42,
     workers: int = 1,
+    problems_out: str | os.PathLike | None = None,
 ) -> dict:
-    """Check and split ``raw_json``; write both splits and a small dataset description.
+    """Check and split ``raw_json``; write both splits, a small dataset description and, to
+    ``problems_out``, the problems table.
 
     Each split is ``{"activations": float32 [N, H], "metadata": {"problem_ids", "layers",
     "positions"} (one entry per row), "config": {...}, "problems": {"ids", "is_correct"}}``
     with rows ordered problem, layer, position, problems in the order the split gives.
-    ``workers`` processes parse the samples.
+    The problems table is ``{"problems": [{"id", "split", "is_correct", "question",
+    "ground_truth", "ground_truth_text", "prediction", "prediction_text"}, ...]}`` in file order
+    (a field the raw JSON lacks is null). ``workers`` processes parse the samples.
     """
     raw = RawSamples(raw_json)
     header, meta = raw.header, raw.header.metadata
@@ -41,12 +45,13 @@ def convert_raw_json(
               "val": np.empty((len(val_idx), *shape), np.float32)}
     place = {int(i): ("train", row) for row, i in enumerate(train_idx)}
     place.update({int(i): ("val", row) for row, i in enumerate(val_idx)})
-    ids, correct = [], []  # per sample, in file order
+    ids, correct, table = [], [], []  # per sample, in file order
     for index, sample in enumerate(raw.read(workers)):
         name, row = place[index]
         splits[name][row] = sample.activations
         ids.append(sample.id)
         correct.append(sample.is_correct)
+        table.append({"id": sample.id, "split": name, "is_correct": sample.is_correct, **sample.fields})
     log.info("read %d samples from %s", len(raw), raw_json)
     info = {
         "source": str(raw_json),
@@ -67,6 +72,8 @@ def convert_raw_json(
         problems = {"ids": [ids[i] for i in idx], "is_correct": [correct[i] for i in idx]}
         save_torch(out, _split_file(splits.pop(name), problems, header, {**info, "split": name}))
         log.info("wrote %s: %d problems", out, len(idx))
+    if problems_out is not None:
+        write_json(problems_out, {"problems": table})
     write_json(info_out, info)
     return info
 

@@ -34,3 +34,9 @@ SITE_METRICS = (
     Metric("fvu_minus_pca_fvu", "FVU minus PCA-K's FVU (validation; below 0: the SAE reconstructs better)",
            "RdBu_r", "{:+.3f}", "lower is better", center=0.0),
 )
+# Error prediction (probe.py): AUROC per site of the probe on each input, files probe_auroc_<model>.
+PROBE_METRICS = tuple(
+    Metric(f"probe_auroc_{model}", f"Predicting is_correct from {what}: AUROC (cross-validated; 0.5 is chance)",
+           "RdYlGn", "{:.2f}", "higher is better", center=0.5)
+    for model, what in (("codes", "the SAE's codes"), ("raw", "the raw activations"))
+)

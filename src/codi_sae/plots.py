@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +22,7 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 
 from .atomic import atomic_path, read_json  # noqa: E402
 from .errors import InputError  # noqa: E402
-from .heatmaps import SITE_METRICS  # noqa: E402
+from .heatmaps import PROBE_METRICS, SITE_METRICS, Metric  # noqa: E402
 
 DPI = 150
 SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA - not real model activations"
@@ -68,6 +69,48 @@ def _site_grid(doc: dict) -> tuple[list[int], list[int]]:
     return sorted(layers), sorted(positions)
 
 
+def _heatmap(values: np.ndarray, labels: np.ndarray, rows: list, cols: list, metric: Metric, title: str,
+             heading: str, synthetic: bool, out: Path, xlabel: str = "Thought position",
+             ylabel: str = "Layer") -> list[Path]:
+    """One annotated heatmap of ``values`` [rows, cols] (NaN: an empty cell), as PNG and SVG."""
+    # Rows stay ~0.42 in tall up to 40 of them, then shrink so the figure stays under ~20 in.
+    row_h = min(0.42, 17.0 / len(rows))
+    font = max(5.0, min(10.0, row_h * 72 * 0.5))
+    figsize = (max(5.5, 0.95 * len(cols) + 2.8), row_h * len(rows) + 2.0)
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    _draw(ax, values, labels, rows, cols, metric, title, xlabel, ylabel, font)
+    _title(fig, heading, synthetic)
+    return _save(fig, out.with_suffix(".png"), out.with_suffix(".svg"))
+
+
+def _draw(ax, values: np.ndarray, labels: np.ndarray, rows: list, cols: list, metric: Metric, title: str,
+          xlabel: str, ylabel: str, font: float) -> None:
+    """An annotated heatmap on ``ax``, with its colour bar labelled by ``metric``."""
+    cbar_kws = {"label": f"{metric.title.split(' (')[0]} ({metric.better})", "shrink": 0.9}
+    if metric.fmt.endswith("%}"):
+        cbar_kws["format"] = PercentFormatter(1.0)
+    sns.heatmap(values, ax=ax, cmap=metric.cmap, center=metric.center, annot=labels, fmt="",
+                annot_kws={"fontsize": font}, linewidths=0.5, linecolor="white",
+                xticklabels=cols, yticklabels=rows, cbar_kws=cbar_kws)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.tick_params(axis="y", labelrotation=0, labelsize=min(10.0, font + 1))
+    ax.set_title(title, fontsize=10)
+
+
+def _grid(layers: list[int], positions: list[int], cell) -> tuple[np.ndarray, np.ndarray]:
+    """Values and labels of a layer x position grid; ``cell(layer, position)`` gives
+    ``(value, label)`` or None for an empty cell."""
+    values = np.full((len(layers), len(positions)), np.nan)
+    labels = np.full(values.shape, "", dtype=object)
+    for i, layer in enumerate(layers):
+        for j, pos in enumerate(positions):
+            here = cell(layer, pos)
+            if here is not None:
+                values[i, j], labels[i, j] = here
+    return values, labels
+
+
 def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     """Layer x position heatmaps of ``heatmaps.SITE_METRICS``, with PCA-K's value under the SAE's
     where there is one to compare; returns the PNG+SVG paths."""
@@ -84,40 +127,121 @@ def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.Pa
         return {**doc.get("baselines", {}).get(str(layer), {}).get(str(pos), {}),
                 **doc["results"].get(str(layer), {}).get(str(pos), {})}
 
-    # Rows stay ~0.42 in tall up to 40 layers, then shrink so the figure stays under ~20 in.
-    row_h = min(0.42, 17.0 / len(layers))
-    col_w = 0.95
-    font = max(5.0, min(10.0, row_h * 72 * 0.5))
-    figsize = (max(5.5, col_w * len(positions) + 2.8), row_h * len(layers) + 2.0)
     paths = []
     for metric in SITE_METRICS:
-        values = np.full((len(layers), len(positions)), np.nan)
-        labels = np.full(values.shape, "", dtype=object)
-        for i, layer in enumerate(layers):
-            for j, pos in enumerate(positions):
-                here = site(layer, pos)
-                if here.get(metric.key) is None:
-                    continue
-                values[i, j] = here[metric.key]
-                labels[i, j] = metric.fmt.format(here[metric.key])
-                if metric.pca_key and here.get(metric.pca_key) is not None:
-                    labels[i, j] += "\nPCA " + metric.fmt.format(here[metric.pca_key])
-        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+        def cell(layer: int, pos: int, metric: Metric = metric):
+            here = site(layer, pos)
+            if here.get(metric.key) is None:
+                return None
+            label = metric.fmt.format(here[metric.key])
+            if metric.pca_key and here.get(metric.pca_key) is not None:
+                label += "\nPCA " + metric.fmt.format(here[metric.pca_key])
+            return here[metric.key], label
+
         title = metric.title + ("; under each cell, PCA with the same K" if metric.pca_key else "")
-        cbar_kws = {"label": f"{metric.title.split(' (')[0]} ({metric.better})", "shrink": 0.9}
-        if metric.fmt.endswith("%}"):
-            cbar_kws["format"] = PercentFormatter(1.0)
-        sns.heatmap(values, ax=ax, cmap=metric.cmap, center=metric.center, annot=labels, fmt="",
-                    annot_kws={"fontsize": font}, linewidths=0.5, linecolor="white",
-                    xticklabels=positions, yticklabels=layers, cbar_kws=cbar_kws)
-        ax.set_xlabel("Thought position")
-        ax.set_ylabel("Layer")
-        ax.tick_params(axis="y", labelrotation=0, labelsize=min(10.0, font + 1))
-        ax.set_title(title, fontsize=10)
-        _title(fig, heading, dataset.get("synthetic", False))
-        out = Path(out_dir) / metric.key
-        paths += _save(fig, out.with_suffix(".png"), out.with_suffix(".svg"))
+        paths += _heatmap(*_grid(layers, positions, cell), layers, positions, metric, title, heading,
+                          dataset.get("synthetic", False), Path(out_dir) / metric.key)
     return paths
+
+
+def plot_probe_heatmaps(probe_json: str | os.PathLike, dataset_json: str | os.PathLike,
+                        out_dir: str | os.PathLike) -> list[Path]:
+    """Layer x position heatmaps of the error-prediction AUROC (``heatmaps.PROBE_METRICS``), its
+    spread over folds under each cell."""
+    probe, dataset = _load(probe_json, "sites", "settings"), _load(dataset_json)
+    sites = probe["sites"]
+    layers = sorted({int(layer) for layer in sites} | set(dataset.get("layers", [])))
+    positions = sorted({int(p) for by_pos in sites.values() for p in by_pos} | set(range(dataset.get("n_positions", 0))))
+    heading = f"{dataset.get('model', 'model')} - error prediction, {probe['settings']['folds']}-fold CV"
+    paths = []
+    for metric in PROBE_METRICS:
+        model = metric.key.rsplit("_", 1)[1]
+
+        def cell(layer: int, pos: int, model: str = model):
+            auroc = sites.get(str(layer), {}).get(str(pos), {}).get("models", {}).get(model, {}).get("auroc", {})
+            if auroc.get("mean") is None:
+                return None
+            return auroc["mean"], f"{auroc['mean']:.2f}\n\u00b1{auroc['std']:.2f}"
+
+        paths += _heatmap(*_grid(layers, positions, cell), layers, positions, metric, metric.title, heading,
+                          dataset.get("synthetic", False), Path(out_dir) / metric.key)
+    return paths
+
+
+OVERLAP = Metric("cross_layer", "Mean max cosine (directional, a -> b)", "viridis", "{:.2f}",
+                 "higher: more of a reappears in b")
+
+
+def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathLike, out_png: str | os.PathLike,
+                     out_svg: str | os.PathLike) -> None:
+    """How much of each dictionary reappears at the next layer (left) and the next position (right),
+    each cell beside the overlap of the two sites' initial dictionaries."""
+    doc, dataset = _load(cross_json, "across_layers", "across_positions", "chance"), _load(dataset_json)
+
+    def grid(outer: dict, outer_first: bool) -> tuple[np.ndarray, np.ndarray, list, list]:
+        keys = sorted(outer, key=int)
+        pairs = sorted({pair for by in outer.values() for pair in by}, key=lambda pair: int(pair.split("->")[0]))
+        values = np.full((len(pairs), len(keys)) if outer_first else (len(keys), len(pairs)), np.nan)
+        labels = np.full(values.shape, "", dtype=object)
+        for j, key in enumerate(keys):
+            for i, pair in enumerate(pairs):
+                here = outer[key].get(pair, {})
+                if here.get("mean_max_cosine") is None:
+                    continue
+                at = (i, j) if outer_first else (j, i)
+                values[at] = here["mean_max_cosine"]
+                labels[at] = f"{here['mean_max_cosine']:.2f}\nstart {here['initial_mean_max_cosine']:.2f}"
+        names = [pair.replace("->", "\u2192") for pair in pairs]
+        return (values, labels, names, keys) if outer_first else (values, labels, keys, names)
+
+    layers_v, layers_l, layer_pairs, positions = grid(doc["across_layers"], True)
+    pos_v, pos_l, layers, position_pairs = grid(doc["across_positions"], False)
+    rows = max(len(layer_pairs), len(layers), 1)
+    row_h = min(0.5, 17.0 / rows)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(11.0, 1.9 * (len(positions) + len(position_pairs)) + 5),
+                                                      row_h * rows + 2.6), layout="constrained")
+    font = max(5.0, min(9.0, row_h * 72 * 0.4))
+    _draw(left, layers_v, layers_l, layer_pairs, positions, OVERLAP, "Layer to next layer, per position",
+          "Thought position", "Layers", font)
+    _draw(right, pos_v, pos_l, layers, position_pairs, OVERLAP, "Position to next position, per layer",
+          "Positions", "Layer", font)
+    chance = doc["chance"]["mean_max_cosine"]
+    heading = (f"{dataset.get('model', 'model')} - dictionary overlap (random directions: {chance:.2f}; "
+               "under each cell, the two sites' initial dictionaries)")
+    if doc.get("shared_start"):
+        heading += ("\nEvery site started from the same weights (site_init: shared): these overlaps mostly "
+                    "show how little training moved them, not shared features")
+    _title(fig, heading, dataset.get("synthetic", False))
+    _save(fig, out_png, out_svg)
+
+
+def plot_positions(positions_json: str | os.PathLike, dataset_json: str | os.PathLike, out_png: str | os.PathLike,
+                   out_svg: str | os.PathLike) -> None:
+    """Per metric, its mean over odd and over even positions at each layer, with the test's verdict."""
+    doc, dataset = _load(positions_json, "metrics"), _load(dataset_json)
+    metrics = doc["metrics"]
+    if not metrics:
+        raise InputError(f"{positions_json}: no metrics to plot")
+    cols = 2
+    n_rows = -(-len(metrics) // cols)
+    fig, axes = plt.subplots(n_rows, cols, figsize=(12, 3.6 * n_rows), layout="constrained", squeeze=False)
+    for ax, (name, result) in zip(axes.flat, metrics.items()):
+        per_layer = sorted(result["per_layer"].items(), key=lambda kv: int(kv[0]))
+        layers = [int(layer) for layer, _ in per_layer]
+        for side, color, marker in (("odd", SWEET_COLOR, "o"), ("even", "#3182bd", "s")):
+            ax.plot(layers, [np.nan if v[side] is None else v[side] for _, v in per_layer], color=color,
+                    marker=marker, label=f"{side} positions")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("Layer")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+        ax.text(0.0, -0.32, "\n".join(textwrap.wrap(result["verdict"], 90)), transform=ax.transAxes, fontsize=7.5,
+                va="top")
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    _title(fig, f"{dataset.get('model', 'model')} - odd against even thought positions, per layer",
+           dataset.get("synthetic", False))
+    _save(fig, out_png, out_svg)
 
 
 def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike, out_png: str | os.PathLike,

@@ -27,6 +27,8 @@ _WS = b" \t\n\r"
 _SCALAR_END = re.compile(rb"[,\]}\s]")
 METADATA_KEYS = ("layers", "n_tokens", "hidden_dim")
 SAMPLE_KEYS = ("id", "is_correct", "thoughts")
+# What a CODI extractor writes about each problem besides its thoughts; null when missing.
+PROBLEM_FIELDS = ("question", "ground_truth", "ground_truth_text", "prediction", "prediction_text")
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,13 @@ class Header:
 
 @dataclass(frozen=True)
 class Sample:
-    """One problem: its id, whether the model got it right, and its activations [L, T, H]."""
+    """One problem: its id, whether the model got it right, its activations [L, T, H] and its
+    ``PROBLEM_FIELDS`` (the question, the answers; None where the file has none)."""
 
     id: int
     is_correct: bool
     activations: np.ndarray
+    fields: dict
 
 
 def _string_end(buf, start: int) -> int:
@@ -360,7 +364,7 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
         if not isinstance(value, (int, float)):  # None converts to nan
             _raise_bad_value(where, names[li], thoughts[names[li]])
         raise InputError(f"{where}: {names[li]}, position {t}, dim {h} is {value!r}, not a finite float32")
-    return Sample(sid, is_correct, out)
+    return Sample(sid, is_correct, out, {key: sample.get(key) for key in PROBLEM_FIELDS})
 
 
 def _raise_bad_value(where: str, name: str, rows: list) -> NoReturn:

@@ -104,11 +104,18 @@ class TopKAutoencoder(nn.Module):
         return reconstruction, features, stats
 
 
+def site_seed(seed: int, position: int, layer: int) -> int:
+    """The seed of a site's initial weights under ``site_init: per_site``: a 32-bit number from
+    numpy's ``SeedSequence((seed, position, layer))``."""
+    return int(np.random.SeedSequence((seed, position, layer)).generate_state(1)[0])
+
+
 class SAEBank(nn.Module):
     """``n`` TopK SAEs of one shape and recipe in stacked weights: one batched matmul serves them all.
 
-    Every member starts from the same seeded initialisation and sees the same batches, so
-    member ``s`` trains exactly as a lone SAE on its own data would. Weights are stored
+    Every member starts from the seeded initialisation of its site (the same for every site
+    under ``site_init: shared``) and sees the same batches, so member ``s`` trains exactly as a
+    lone SAE on its own data would. Weights are stored
     transposed ([n, H, d] and [n, d, H]): the batched matmuls read them, and write their
     gradients, as they are.
 
@@ -117,18 +124,27 @@ class SAEBank(nn.Module):
     ``fold_`` turns both into plain weights on raw inputs (``scale`` keeps the record).
     """
 
-    def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int, recipe: Recipe = Recipe()):
+    def __init__(self, n: int, input_dim: int, latent_dim: int, k: int, seed: int, recipe: Recipe = Recipe(),
+                 sites: list[tuple[int, int]] | None = None):
         super().__init__()
         check_k(latent_dim, k)
         self.k, self.recipe = k, recipe
         self.pre_bias = recipe.decoder_bias == "mean"
-        state = init_state(input_dim, latent_dim, torch.Generator().manual_seed(seed))
+        if recipe.site_init == "per_site":
+            if sites is None or len(sites) != n:
+                raise ValueError("site_init per_site needs the (position, layer) of every member")
+            self.seeds = [site_seed(seed, position, layer) for position, layer in sites]
+        else:
+            self.seeds = [seed] * n
+        states = {s: init_state(input_dim, latent_dim, torch.Generator().manual_seed(s)) for s in set(self.seeds)}
         if recipe.encoder_init == "decoder_transpose":
-            state["encoder.weight"] = state["decoder.weight"].T
-            state["encoder.bias"] = torch.zeros(latent_dim)
-        stack = lambda t: nn.Parameter(t.expand(n, *t.shape).contiguous())  # noqa: E731
-        self.enc_wt, self.enc_b = stack(state["encoder.weight"].T), stack(state["encoder.bias"])
-        self.dec_wt, self.dec_b = stack(state["decoder.weight"].T), stack(state["decoder.bias"])
+            for state in states.values():
+                state["encoder.weight"] = state["decoder.weight"].T
+                state["encoder.bias"] = torch.zeros(latent_dim)
+        stack = lambda name, t=False: nn.Parameter(torch.stack(  # noqa: E731
+            [states[s][name].T if t else states[s][name] for s in self.seeds]).contiguous())
+        self.enc_wt, self.enc_b = stack("encoder.weight", t=True), stack("encoder.bias")
+        self.dec_wt, self.dec_b = stack("decoder.weight", t=True), stack("decoder.bias")
         self.register_buffer("scale", torch.ones(n))  # each member's input scale
         self.folded = False
 

@@ -22,7 +22,12 @@ override any switch:
 - ``input_scaling``: ``none`` (the seed); or ``unit_variance``, one scalar per site, from the
   training rows, so that the centred inputs' mean squared norm is H (after Gao et al.). The
   scale and the pre-encoder bias are folded into the saved weights, so every checkpoint takes
-  raw activations.
+  raw activations;
+- ``site_init``: ``shared``, every site starts from the weights ``train.seed`` draws (the seed);
+  or ``per_site``, each site from its own seed, drawn from ``train.seed``, its position and its
+  layer, so that the sites' dictionaries are independent and comparing them (cross-layer
+  analysis) measures what training found, not a common start. Not from Gao et al.: a choice of
+  experimental design.
 """
 
 from __future__ import annotations
@@ -37,14 +42,15 @@ CHOICES = {
     "encoder_init": ("linear", "decoder_transpose"),
     "decoder_norm": ("init", "every_step"),
     "input_scaling": ("none", "unit_variance"),
+    "site_init": ("shared", "per_site"),
 }
 RECIPES = {
     "seed": {"decoder_bias": "linear", "activation": "signed_topk", "encoder_init": "linear",
              "decoder_norm": "init", "auxk_coef": 0.0, "k_aux": None, "dead_after_rows": 1000,
-             "input_scaling": "none"},
+             "input_scaling": "none", "site_init": "shared"},
     "topk": {"decoder_bias": "mean", "activation": "relu_topk", "encoder_init": "decoder_transpose",
              "decoder_norm": "every_step", "auxk_coef": 1 / 32, "k_aux": None, "dead_after_rows": 1000,
-             "input_scaling": "unit_variance"},
+             "input_scaling": "unit_variance", "site_init": "per_site"},
 }
 
 
@@ -61,6 +67,7 @@ class Recipe:
     k_aux: int | None = None
     dead_after_rows: int = 1000
     input_scaling: str = "none"
+    site_init: str = "shared"
 
     def __post_init__(self):
         for switch, allowed in CHOICES.items():

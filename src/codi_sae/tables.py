@@ -36,11 +36,13 @@ def _warnings(warnings: list[str]) -> str:
     return "".join(f"<p class='warning'>WARNING {html.escape(w)}</p>" for w in warnings)
 
 
-def _page(title: str, dataset: dict, body: str) -> str:
+def _page(title: str, dataset: dict, body: str, head: str = "") -> str:
+    """A whole page: ``head`` (e.g. a page's own style) after the common style, the synthetic banner
+    when the data is synthetic, the title, the data's source, ``body``."""
     banner = ('<p class="synthetic">SYNTHETIC DEMO DATA: these are not real model activations.</p>'
               if dataset.get("synthetic") else "")
     source = html.escape(f"{dataset.get('model')} on {dataset.get('dataset')} ({dataset.get('source')})")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}"
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{STYLE}{head}"
             f"</head><body>{banner}<h1>{html.escape(title)}</h1><p>Data: {source}</p>{body}</body></html>\n")
 
 
@@ -92,3 +94,55 @@ def write_report_tables(summary_json: str | os.PathLike, metrics_all_json: str |
     summary, metrics_all, dataset = (read_json(p) for p in (summary_json, metrics_all_json, dataset_json))
     write_text(sweep_html, sweep_page(summary, dataset))
     write_text(sites_html, sites_page(metrics_all))
+
+
+PROBE_MODELS = (("codes", "SAE codes"), ("raw", "raw activations"), ("pca", "PCA-K"), ("majority", "majority class"))
+PROBE_GUIDE = ("Each site's L2 logistic regression predicts whether the model answered correctly, scored by "
+               "stratified cross-validation over problems; AUROC 0.5 is chance, and the majority class is the "
+               "accuracy to beat. If the SAE's codes predict as well as the raw activations, the sparse features "
+               "keep what the activations know about errors; the latents with the largest coefficients, with "
+               "their catalogue entries, say where to look.")
+
+
+def _spread(stat: dict, fmt: str = "{:.3f}") -> str:
+    """``mean ± std`` of a cross-validated metric; empty where it is undefined."""
+    return "" if stat["mean"] is None else f"{fmt.format(stat['mean'])} \u00b1 {fmt.format(stat['std'])}"
+
+
+def probe_page(probe: dict, catalogues: dict[tuple[int, int], dict], dataset: dict) -> str:
+    """Every site's probe scores (mean ± std over folds), and its top latents with their
+    catalogue entries (``catalogues[(position, layer)]``)."""
+    headers = ["Layer", "Position", "Problems", "Correct", "Folds"]
+    headers += [f"AUROC, {name}" for _, name in PROBE_MODELS] + [f"Bal. acc., {name}" for _, name in PROBE_MODELS]
+    rows, details = [], []
+    for layer, by_pos in sorted(probe["sites"].items(), key=lambda kv: int(kv[0])):
+        for pos, site in sorted(by_pos.items(), key=lambda kv: int(kv[0])):
+            models = site["models"]
+            rows.append([layer, pos, str(site["n"]), str(site["positives"]), str(site["folds"])]
+                        + [_spread(models[m]["auroc"]) for m, _ in PROBE_MODELS]
+                        + [_spread(models[m]["balanced_accuracy"]) for m, _ in PROBE_MODELS])
+            latents = catalogues[(int(pos), int(layer))]["latents"]
+            top = []
+            for entry in site["top_latents"]:
+                info = latents[entry["latent"]]
+                first = info["top_problems"][0] if info["top_problems"] else {}
+                top.append([str(entry["latent"]), f"{entry['coef']:+.3f}", cell("{:.1%}", info["frequency"]),
+                            cell("{:+.3f}", info["correlation_is_correct"]), cell("{:.3g}", info["mean_activation"]),
+                            str(first.get("question") or "")])
+            details.append(f"<details><summary>Position {html.escape(pos)}, layer {html.escape(layer)}</summary>"
+                           + _table(["Latent", "Coefficient", "Frequency", "Corr. with is_correct",
+                                     "Mean activation", "Its top problem"], top) + "</details>")
+    settings = probe["settings"]
+    body = (f"<p>{html.escape(PROBE_GUIDE)}</p><p>Settings: {settings['folds']} folds, C = {settings['C']:g}, "
+            f"seed {settings['seed']}.</p>" + _table(headers, rows)
+            + "<h2>Top latents per site (by |coefficient| of the codes probe, standardised)</h2>" + "".join(details))
+    return _page("Error prediction: is_correct from each site", dataset, body)
+
+
+def write_probe_page(probe_json: str | os.PathLike, catalogue_files: list[str | os.PathLike],
+                     dataset_json: str | os.PathLike, out: str | os.PathLike) -> None:
+    catalogues = {}
+    for path in catalogue_files:
+        doc = read_json(path)
+        catalogues[(doc["position"], doc["layer"])] = doc
+    write_text(out, probe_page(read_json(probe_json), catalogues, read_json(dataset_json)))

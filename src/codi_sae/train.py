@@ -45,14 +45,16 @@ def _sync(device: torch.device) -> None:
 
 
 def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings, device: torch.device,
-             recipe: Recipe = Recipe(), names: list[str] | None = None) -> tuple[SAEBank, float]:
-    """Train one SAE per leading slice of ``x`` [n, N, H]; returns the bank, folded to take raw
-    inputs, and the seconds taken. A loss that is not finite stops it with an InputError that
-    names the member (``names[s]``, e.g. its site) and the epoch."""
+             recipe: Recipe = Recipe(), names: list[str] | None = None,
+             sites: list[tuple[int, int]] | None = None) -> tuple[SAEBank, float]:
+    """Train one SAE per leading slice of ``x`` [n, N, H] (at ``sites``, which ``site_init:
+    per_site`` needs); returns the bank, folded to take raw inputs, and the seconds taken. A loss
+    that is not finite stops it with an InputError that names the member (``names[s]``, e.g. its
+    site) and the epoch."""
     n, N, H = x.shape
     _sync(device)
     start = time.perf_counter()
-    bank = SAEBank(n, H, latent_dim, k, settings.seed, recipe).to(device)
+    bank = SAEBank(n, H, latent_dim, k, settings.seed, recipe, sites).to(device)
     x = bank.fit_inputs(x.to(device))
     order = torch.Generator().manual_seed(settings.seed)
     step = BankStep(bank, lr=settings.lr)
@@ -106,8 +108,9 @@ def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs
                recipe: Recipe = Recipe(), threads: int | None = None) -> None:
     """Train one SAE (``latent_dim``, ``k``, ``recipe``) at each site; write ``outputs[i] = (pt, json)``.
 
-    Sites are trained ``sites_per_batch`` at a time as one batched model, each from the same
-    seed, so a site's result does not depend on which sites share its batch. On the CPU,
+    Sites are trained ``sites_per_batch`` at a time as one batched model, each from its own
+    site's initialisation and the same batches, so a site's result does not depend on which
+    sites share its batch. On the CPU,
     batches train side by side on ``threads`` worker threads, each running its ops on one core:
     small matmuls scale better that way than split across cores. On CUDA, one after another.
     The process's torch thread count is restored on return.
@@ -127,14 +130,14 @@ def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs
         batch, outs = job
         x_train, x_val = site_rows(train, train_pt, batch), site_rows(val, val_pt, batch)
         names = [f"{train_pt}: position {p}, layer {layer}" for p, layer in batch]
-        bank, seconds = fit_bank(x_train, latent_dim, k, settings, device, recipe, names)
+        bank, seconds = fit_bank(x_train, latent_dim, k, settings, device, recipe, names, batch)
         fired_train, train_loss = fired_and_mse(bank, x_train, device)
         results = evaluate_bank(bank, x_val, device).results(fired_elsewhere=fired_train)
         for s, ((position, layer), (pt, js)) in enumerate(zip(batch, outs)):
             config = {
                 "input_dim": H, "latent_dim": latent_dim, "k": k, "position": position, "layer": layer,
                 **asdict(settings), "device": str(device), **recipe.as_dict(),
-                "k_aux": recipe.k_aux or H // 2, "input_scale": float(bank.scale[s]),
+                "k_aux": recipe.k_aux or H // 2, "input_scale": float(bank.scale[s]), "init_seed": bank.seeds[s],
                 "n_train": x_train.shape[1], "n_val": x_val.shape[1], "sites_trained_together": len(batch),
             }
             metrics = {

@@ -1,0 +1,77 @@
+"""Sparse codes: every problem's active latents at a site, from that site's SAE.
+
+A codes file (``results/codes/pos{P}_layer{L}.pt``, loads with ``weights_only=True``) is
+``{"indices": int32 [N, K], "values": float32 [N, K], "problem_ids": [N], "split": [N]
+("train" or "val"), "latent_dim": d, "config": the checkpoint's config}``: row i holds problem
+``problem_ids[i]``'s active latents, largest magnitude first; where fewer than K are active
+(``relu_topk``) the rest of the row is index -1, value 0. Rows: the train problems, then the
+validation problems, each in the split's order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+
+from .atomic import save_torch
+from .checkpoint import load_sae
+from .data import load_split, site_rows
+from .sae import TopKAutoencoder
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def encode(model: TopKAutoencoder, x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """The active latents of every row of ``x`` [N, H]: ``(indices int32 [N, K], values [N, K])``."""
+    indices, values = [], []
+    for start in range(0, len(x), chunk):
+        z = model.encode(x[start : start + chunk])
+        top = z.abs().topk(model.k, dim=-1)
+        kept = z.gather(-1, top.indices)
+        indices.append(torch.where(kept != 0, top.indices, -1).to(torch.int32))
+        values.append(kept)
+    return torch.cat(indices), torch.cat(values)
+
+
+def load_codes(path: str | os.PathLike) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def codes_dense(codes: dict) -> torch.Tensor:
+    """The codes as a dense [N, d] tensor (zeros where a latent is inactive)."""
+    n = codes["indices"].shape[0]
+    dense = torch.zeros(n, codes["latent_dim"], dtype=codes["values"].dtype)
+    active = codes["indices"] >= 0
+    rows = torch.arange(n).unsqueeze(1).expand_as(active)[active]
+    dense[rows, codes["indices"][active].long()] = codes["values"][active]
+    return dense
+
+
+def codes_sparse(codes: dict) -> torch.Tensor:
+    """The codes as a sparse COO [N, d] tensor of the active latents."""
+    active = codes["indices"] >= 0
+    rows = torch.arange(active.shape[0]).unsqueeze(1).expand_as(active)[active]
+    where = torch.stack([rows, codes["indices"][active].long()])
+    shape = (active.shape[0], codes["latent_dim"])
+    return torch.sparse_coo_tensor(where, codes["values"][active], shape, check_invariants=True).coalesce()
+
+
+def write_site_codes(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sites: list[tuple[int, int]],
+                     checkpoints: list[str | os.PathLike], outputs: list[str | os.PathLike]) -> None:
+    """Encode every problem (train, then validation) at each site with its checkpoint."""
+    splits = {"train": (load_split(train_pt), train_pt), "val": (load_split(val_pt), val_pt)}
+    for site, ckpt_path, out in zip(sites, checkpoints, outputs):
+        model, ckpt = load_sae(ckpt_path)
+        parts = [(name, split["problems"]["ids"], site_rows(split, path, [site])[0])
+                 for name, (split, path) in splits.items()]
+        indices, values = encode(model, torch.cat([x for _, _, x in parts]))
+        save_torch(out, {
+            "indices": indices, "values": values,
+            "problem_ids": [pid for _, ids, _ in parts for pid in ids],
+            "split": [name for name, ids, _ in parts for _ in ids],
+            "latent_dim": model.latent_dim, "config": ckpt["config"],
+        })
+    log.info("codes of %d site(s) written", len(sites))

@@ -1,0 +1,145 @@
+import json
+import math
+import statistics
+
+import pytest
+
+from codi_sae.errors import InputError
+from codi_sae.positions import position_specialisation, positions_table_html, write_positions
+
+LAYERS, POSITIONS = range(12), range(6)
+
+
+def metrics_all(value, layers=LAYERS, positions=POSITIONS) -> dict:
+    """``metrics_all.json`` whose every metric at (layer, position) is ``value(layer, position, metric)``."""
+    names = ("explained_variance", "explained_variance_std", "fvu", "feature_death_rate")
+    return {
+        "results": {str(layer): {str(p): {m: value(layer, p, m) for m in names} for p in positions}
+                    for layer in layers},
+        "baselines": {str(layer): {str(p): {} for p in positions} for layer in layers},
+    }
+
+
+def probe(value, layers=LAYERS, positions=POSITIONS) -> dict:
+    return {"sites": {str(layer): {str(p): {"models": {"codes": {"auroc": {"mean": value(layer, p), "std": 0.01}}}}
+                                   for p in positions} for layer in layers}}
+
+
+def odd_better(layer, p, metric):
+    """Odd positions better on every metric at every layer, by a layer-dependent margin."""
+    gap = 0.01 * (layer + 1) * (p % 2)
+    return 0.2 - gap if metric in ("fvu", "feature_death_rate") else 0.8 + gap
+
+
+def noisy(layer, p, metric):
+    """Values without ties (tied differences make scipy's Wilcoxon permute: slower)."""
+    return abs(math.sin(layer * 12.9898 + p * 78.233 + len(metric)))
+
+
+def test_table_values_are_the_means_of_the_site_metrics(tmp_path):
+    data, pr = metrics_all(noisy), probe(lambda layer, p: noisy(layer, p, "auroc"))
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    (tmp_path / "p.json").write_text(json.dumps(pr))
+    result = write_positions(tmp_path / "m.json", tmp_path / "p.json", tmp_path / "out.json")
+    assert json.loads((tmp_path / "out.json").read_text()) == result
+    assert result["positions"] == {"odd": [1, 3, 5], "even": [0, 2, 4]}
+    assert set(result["metrics"]) == {"explained_variance", "explained_variance_std", "fvu", "feature_death_rate",
+                                      "probe_auroc_codes"}
+    for name, m in result["metrics"].items():
+        for layer in LAYERS:
+            def site(p):
+                if name == "probe_auroc_codes":
+                    return pr["sites"][str(layer)][str(p)]["models"]["codes"]["auroc"]["mean"]
+                return data["results"][str(layer)][str(p)][name]
+
+            row = m["per_layer"][str(layer)]
+            odd, even = statistics.mean(site(p) for p in (1, 3, 5)), statistics.mean(site(p) for p in (0, 2, 4))
+            assert row["odd"] == pytest.approx(odd) and row["even"] == pytest.approx(even)
+            assert row["difference"] == pytest.approx(odd - even)
+        assert m["n_layers"] == 12 and m["test"] == "Wilcoxon signed-rank, two-sided, paired by layer"
+    page = positions_table_html(result)
+    row = result["metrics"]["fvu"]["per_layer"]["3"]
+    assert f"<td>3</td><td>{row['odd']:.4f}</td><td>{row['even']:.4f}</td><td>{row['difference']:+.4f}</td>" in page
+
+
+def test_odd_clearly_better_everywhere_supports_the_claim():
+    result = position_specialisation(metrics_all(odd_better), probe(lambda layer, p: 0.6 + 0.02 * (p % 2)))
+    for name, m in result["metrics"].items():
+        assert m["odd_better_layers"] == 12 and m["p_value"] < 0.05 and m["note"] is None, name
+    fvu = result["metrics"]["fvu"]
+    assert fvu["verdict"] == ("Odd positions are better (lower FVU) at 12 of 12 layers; Wilcoxon p = 0.000488: "
+                              "the data support the seed's claim at the 5% level.")
+    assert fvu["per_layer"]["0"]["difference"] == pytest.approx(-0.01)
+    assert "not a reconstruction metric" in result["metrics"]["probe_auroc_codes"]["verdict"]
+
+
+def test_even_clearly_better_contradicts_the_claim():
+    result = position_specialisation(metrics_all(lambda layer, p, m: odd_better(layer, p + 1, m)), None)
+    ev = result["metrics"]["explained_variance"]
+    assert ev["odd_better_layers"] == 0 and ev["p_value"] < 0.05
+    assert ev["verdict"].endswith("the data contradict the seed's claim: even positions are better at the 5% level.")
+
+
+def test_all_equal_gives_no_p_value_and_a_note():
+    result = position_specialisation(metrics_all(lambda layer, p, m: 0.5), None)
+    for m in result["metrics"].values():
+        assert m["p_value"] is None and m["n_layers"] == 12 and m["odd_better_layers"] == 0
+        assert m["note"] == "every per-layer difference is zero"
+        assert "no Wilcoxon test (every per-layer difference is zero)" in m["verdict"]
+    assert result["metrics"]["fvu"]["verdict"].endswith("the data cannot test the seed's claim.")
+    assert result["metrics"]["feature_death_rate"]["verdict"].endswith("(every per-layer difference is zero).")
+
+
+def test_none_metrics_are_skipped():
+    def value(layer, p, metric):
+        if p == 5 or (layer == 0 and p % 2 == 0):  # position 5 constant; layer 0 has no even value
+            return None
+        return odd_better(layer, p, metric)
+
+    result = position_specialisation(metrics_all(value), None)
+    fvu = result["metrics"]["fvu"]
+    assert fvu["per_layer"]["0"] == {"odd": 0.2 - 0.01, "even": None, "difference": None}
+    assert fvu["per_layer"]["4"]["odd"] == pytest.approx(0.2 - 0.05)  # the mean of positions 1 and 3
+    assert fvu["n_layers"] == 11 and fvu["odd_better_layers"] == 11 and fvu["p_value"] < 0.05
+
+
+def test_probe_is_optional_and_may_lack_sites(tmp_path):
+    (tmp_path / "m.json").write_text(json.dumps(metrics_all(noisy)))
+    (tmp_path / "d.json").write_text(json.dumps({"synthetic": True, "model": "m", "dataset": "d", "source": "s"}))
+    result = write_positions(tmp_path / "m.json", None, tmp_path / "out.json", tmp_path / "d.json", tmp_path / "p.html")
+    assert "probe_auroc_codes" not in result["metrics"]
+    page = (tmp_path / "p.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "SYNTHETIC DEMO DATA" in page and positions_table_html(result) in page
+    partial = probe(lambda layer, p: 0.7, layers=[0])
+    m = position_specialisation(metrics_all(noisy), partial)["metrics"]["probe_auroc_codes"]
+    assert m["per_layer"]["1"] == {"odd": None, "even": None, "difference": None}
+    assert m["n_layers"] == 1 and m["p_value"] is None
+    assert m["note"] == "fewer than 2 layers have both an odd and an even mean"
+
+
+def test_one_position_has_no_comparison():
+    result = position_specialisation(metrics_all(noisy, positions=[0]), probe(lambda layer, p: 0.7, positions=[0]))
+    assert result["positions"] == {"odd": [], "even": [0]}
+    for m in result["metrics"].values():
+        assert m["n_layers"] == 0 and m["p_value"] is None
+        assert m["verdict"] == "No even/odd comparison: the data have positions [0] only."
+    assert "none" in positions_table_html(result)
+
+
+def test_bad_input_names_the_file(tmp_path):
+    data = metrics_all(noisy)
+    del data["results"]["2"]["4"]["fvu"]
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=r"m\.json: results -> 2 -> 4 has no 'fvu'"):
+        write_positions(tmp_path / "m.json", None, tmp_path / "out.json")
+    (tmp_path / "m.json").write_text(json.dumps(metrics_all(noisy)))
+    (tmp_path / "p.json").write_text(json.dumps({"sites": {"0": {"1": {"models": {}}}}}))
+    with pytest.raises(InputError, match=r"p\.json: sites -> 0 -> 1 has no models -> codes -> auroc -> mean"):
+        write_positions(tmp_path / "m.json", tmp_path / "p.json", tmp_path / "out.json")
+
+
+def test_html_escapes_text():
+    result = position_specialisation(metrics_all(odd_better), None)
+    result["claim"] = "<b>odd</b> & even"
+    page = positions_table_html(result)
+    assert "&lt;b&gt;odd&lt;/b&gt; &amp; even" in page and "<b>" not in page
