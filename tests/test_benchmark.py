@@ -11,7 +11,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ("Conversion time", "Conversion peak memory", "Sites training", "Sites training, topk recipe", "FLOP floor", "Explained variance", "Death rate",
-        "End to end", "End-to-end CPU time", "Sweep jobs", "No-op rerun", "Max job RSS", "GPU sites")
+        "End to end", "End-to-end CPU time", "Sweep jobs", "Use-case analyses", "No-op rerun", "Max job RSS", "GPU sites")
 
 
 @pytest.mark.slow

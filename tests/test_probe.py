@@ -195,3 +195,25 @@ def test_write_probes_refuses_codes_of_other_problems_or_sites(tmp_path, raw_fil
     with pytest.raises(InputError, match=r"codes_1_0.pt: position 1, layer 0: its problem ids are not those of"):
         write_probes(train_pt, val_pt, sites, codes, ProbeSettings(), tmp_path / "probe.json")
     assert not (tmp_path / "probe.json").exists()
+
+
+def test_on_the_demo_data_the_codes_predict_errors_where_the_correctness_features_are(tmp_path):
+    from codi_sae.saeconfig import make_recipe
+    from codi_sae.synthetic import write_demo
+
+    # The demo's is_correct follows three features' strength in the second half of the layers (here layer 1).
+    write_demo(tmp_path / "raw.json", tmp_path / "truth.pt", n_problems=300, n_layers=2, n_positions=2,
+               hidden_dim=32, workers=1)
+    convert_raw_json(tmp_path / "raw.json", tmp_path / "t.pt", tmp_path / "v.pt", tmp_path / "i.json")
+    sites = [(0, 1), (1, 1)]
+    ckpts = [(tmp_path / f"s{p}.pt", tmp_path / f"s{p}.json") for p, _ in sites]
+    train_saes(tmp_path / "t.pt", tmp_path / "v.pt", sites, ckpts, latent_dim=64, k=8, settings=TrainSettings(),
+               sites_per_batch=2, recipe=make_recipe("topk"))
+    codes = [tmp_path / f"c{p}.pt" for p, _ in sites]
+    write_site_codes(tmp_path / "t.pt", tmp_path / "v.pt", sites, [pt for pt, _ in ckpts], codes)
+    doc = write_probes(tmp_path / "t.pt", tmp_path / "v.pt", sites, codes, ProbeSettings(), tmp_path / "probe.json")
+    for position, _ in sites:
+        models = doc["sites"]["1"][str(position)]["models"]
+        auroc = models["codes"]["auroc"]
+        assert auroc["mean"] - 2 * auroc["std"] > 0.5, auroc  # clearly above chance, fold spread included
+        assert models["codes"]["accuracy"]["mean"] > models["majority"]["accuracy"]["mean"]
