@@ -399,7 +399,9 @@ def browser_dom(page: Path) -> str:
     "category, result",
     [("Per-site heatmaps", f"results/plots/{m}.png") for m in HEATMAPS]
     + [("Sweep", "results/plots/sweep.png"), ("Error prediction", "results/plots/probe_auroc_codes.png"),
-       ("Cross-layer", "results/plots/cross_layer.png"), ("Position specialisation", "results/plots/positions.png")],
+       ("Cross-layer", "results/plots/cross_layer.png"), ("Position specialisation", "results/plots/positions.png"),
+       ("Error prediction", "results/report/probe.html"), ("Feature catalogue", "results/report/catalogue.html"),
+       ("Position specialisation", "results/report/positions.html")],
 )
 def test_report_shows_the_plots_in_a_browser(demo_report, category, result):
     html = demo_report.read_text()
@@ -411,4 +413,7 @@ def test_report_shows_the_plots_in_a_browser(demo_report, category, result):
     app = dom[dom.index('<div id="app"') :]
     assert "SYNTHETIC DEMO DATA" in app
     name = result.rsplit("/", 1)[1]
-    assert re.search(rf'<img src="data:image/png;charset=utf8;filename={name};base64,iVBORw0KGgo', app)
+    if name.endswith(".png"):
+        assert re.search(rf'<img src="data:image/png;charset=utf8;filename={name};base64,iVBORw0KGgo', app)
+    else:  # a page of the report, shown in a frame
+        assert re.search(rf'<iframe src="data:text/html;charset=utf8;filename={name};base64,PCFET0NUWVBF', app)
