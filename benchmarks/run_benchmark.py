@@ -195,7 +195,7 @@ def build_rows(m: dict) -> list[dict]:
     peaks = lambda a, b: f"{a['peak_mb']:.0f} / {b['peak_mb']:.0f}"  # noqa: E731
     gpu = st.get("ours-sites-cuda")
     analyses = {job: wf["jobs"][f"{job}.tsv"] for job in ANALYSIS_JOBS}
-    analysis_s, sites_job_s = wf["analyses"]["seconds"], wf["jobs"]["train_sites.tsv"]["seconds"]
+    analysis_s, sites_job_s = wf["analyses"]["seconds"], wf["jobs"]["sites/all.tsv"]["seconds"]
     analysis_rss = max((j["max_rss_mb"] or 0) for j in analyses.values())
     n = ev["n_sites"]
     return [

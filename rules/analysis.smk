@@ -9,7 +9,7 @@ rule codes:
     input:
         **SPLITS,
         # waits on the sweet spot; an unchanged one reruns nothing here (common.smk)
-        checkpoints=after_sweet_spot(rules.train_sites.output.pt),
+        checkpoints=after_sweet_spot([f"{s}.pt" for s in SITE_FILES]),
         code=pkg("codes"),
     output:
         CODE_FILES,
@@ -85,7 +85,7 @@ rule catalogue:
 
 rule cross_layer:
     input:
-        checkpoints=after_sweet_spot(rules.train_sites.output.pt),
+        checkpoints=after_sweet_spot([f"{s}.pt" for s in SITE_FILES]),
         code=pkg("crosslayer"),
     output:
         "results/analysis/cross_layer.json",

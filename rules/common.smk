@@ -85,3 +85,70 @@ def after_sweet_spot(files):
         return list(files)
 
     return files_after_choice
+
+
+SWEEP = config["sweep"]
+SWEEP_SITE = [SWEEP["position"], SWEEP["layer"]]
+# file stem -> the entry, with its recipe spelled out: d512_k150, d512_k150_topk, d512_k150_topk_e100
+SWEEP_ENTRIES = {
+    entry_name(c, SAE): {**c, "recipe": entry_recipe(c, SAE)} for c in SWEEP["configs"]
+}
+
+
+# sweep.jobs: every entry in one job (one start-up, one submission), or one job per entry.
+SWEEP_SHARD_NAME = "all" if SWEEP["jobs"] == "one" else "{name}"
+
+
+def sweep_shard_files(suffix):
+    """The files of one job of the sweep: every entry's, or the one its name says."""
+    names = SWEEP_ENTRIES if SWEEP["jobs"] == "one" else ["{name}"]
+    return [f"{SWEEP_DIR}/{name}{suffix}" for name in names]
+
+
+def sweep_shard(wildcards):
+    """What one job of the sweep trains: per entry, d, K, every recipe switch and the train settings."""
+    names = list(SWEEP_ENTRIES) if SWEEP["jobs"] == "one" else [wildcards.name]
+    return [
+        {
+            **sae_job(SWEEP_ENTRIES[name], SAE),
+            "train": {**config["train"], **entry_train(SWEEP_ENTRIES[name])},
+        }
+        for name in names
+    ]
+
+
+SITES = config["sites"]
+SITE_FILES = expand(
+    "results/sweet_spot/pos{pos}_layer{layer}",
+    zip,
+    pos=[p for p, _ in DATA.sites],
+    layer=[layer for _, layer in DATA.sites],
+)
+# sites.jobs: the sites' SAEs in one job, one job per layer, or one per site; a shard's files
+# are named by its wildcards, so its membership never depends on other shards.
+SITE_SHARD_NAME = {
+    "one": "all",
+    "per_layer": "layer{layer}",
+    "per_site": "pos{pos}_layer{layer}",
+}[SITES["jobs"]]
+
+
+def site_shard_files(suffix):
+    """The files of one job of the sites: every site's, a layer's, or one site's."""
+    if SITES["jobs"] == "one":
+        return [f"{s}{suffix}" for s in SITE_FILES]
+    if SITES["jobs"] == "per_layer":
+        return [
+            f"results/sweet_spot/pos{p}_layer{{layer}}{suffix}"
+            for p in range(DATA.n_positions)
+        ]
+    return [f"results/sweet_spot/pos{{pos}}_layer{{layer}}{suffix}"]
+
+
+def site_shard(wildcards):
+    """The (position, layer) sites of one job of the sites."""
+    if SITES["jobs"] == "one":
+        return DATA.sites
+    if SITES["jobs"] == "per_layer":
+        return [(p, int(wildcards.layer)) for p in range(DATA.n_positions)]
+    return [(int(wildcards.pos), int(wildcards.layer))]

@@ -1,24 +1,18 @@
-SITES = config["sites"]
-SITE_FILES = expand(
-    "results/sweet_spot/pos{pos}_layer{layer}",
-    zip,
-    pos=[p for p, _ in DATA.sites],
-    layer=[layer for _, layer in DATA.sites],
-)
-
-
 rule train_sites:
     input:
         **SPLITS,
         choice=sweet_spot_choice,
         code=pkg("train"),
     output:
-        pt=[f"{s}.pt" for s in SITE_FILES],
-        json=[f"{s}.json" for s in SITE_FILES],
+        pt=site_shard_files(".pt"),
+        json=site_shard_files(".json"),
     log:
-        f"{LOGS}/train_sites.log",
+        f"{LOGS}/sites/{SITE_SHARD_NAME}.log",
     benchmark:
-        f"{BENCH}/train_sites.tsv"
+        f"{BENCH}/sites/{SITE_SHARD_NAME}.tsv"
+    wildcard_constraints:
+        pos=r"\d+",
+        layer="|".join(str(layer) for layer in DATA.layers),
     conda:
         "../envs/sae.yaml"
     threads: config["resources"]["sites_threads"]
@@ -33,7 +27,7 @@ rule train_sites:
             **entry_train(sites_entry(wildcards)),
             **SITES["train"],
         },
-        sites=DATA.sites,
+        sites=site_shard,
     script:
         "../scripts/train_sites.py"
 
@@ -41,7 +35,7 @@ rule train_sites:
 rule collect_site_metrics:
     input:
         # waits on the sweet spot; an unchanged one reruns nothing here (common.smk)
-        json=after_sweet_spot(rules.train_sites.output.json),
+        json=after_sweet_spot([f"{s}.json" for s in SITE_FILES]),
         dataset=rules.convert.output.info,
         baselines=after_sweet_spot(["results/baselines/sites.json"]),
         code=pkg("collect"),

@@ -1,22 +1,14 @@
-SWEEP = config["sweep"]
-SWEEP_SITE = [SWEEP["position"], SWEEP["layer"]]
-# file stem -> the entry, with its recipe spelled out: d512_k150, d512_k150_topk, d512_k150_topk_e100
-SWEEP_ENTRIES = {
-    entry_name(c, SAE): {**c, "recipe": entry_recipe(c, SAE)} for c in SWEEP["configs"]
-}
-
-
-rule train_sweep_config:
+rule train_sweep:
     input:
         **SPLITS,
         code=pkg("train"),
     output:
-        pt=f"{SWEEP_DIR}/{{name}}.pt",
-        json=f"{SWEEP_DIR}/{{name}}.json",
+        pt=sweep_shard_files(".pt"),
+        json=sweep_shard_files(".json"),
     log:
-        f"{LOGS}/sweep/{{name}}.log",
+        f"{LOGS}/sweep/{SWEEP_SHARD_NAME}.log",
     benchmark:
-        f"{BENCH}/sweep/{{name}}.tsv"
+        f"{BENCH}/sweep/{SWEEP_SHARD_NAME}.tsv"
     wildcard_constraints:
         name="|".join(SWEEP_ENTRIES),
     conda:
@@ -28,13 +20,9 @@ rule train_sweep_config:
         gpu=GPU,
     params:
         site=SWEEP_SITE,
-        sae=lambda wildcards: sae_job(SWEEP_ENTRIES[wildcards.name], SAE),
-        train=lambda wildcards: {
-            **config["train"],
-            **entry_train(SWEEP_ENTRIES[wildcards.name]),
-        },
+        saes=sweep_shard,
     script:
-        "../scripts/train_sweep_config.py"
+        "../scripts/train_sweep.py"
 
 
 checkpoint analyze_sweep:

@@ -138,7 +138,7 @@ def test_every_output_of_the_demo_run(demo_run):
     for name in HEATMAPS + ANALYSIS_PLOTS + ("sweep",):
         assert (wd / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (wd / f"results/plots/{name}.svg").stat().st_size > 1000
-    assert (wd / "results/logs/train_sites.log").read_text()
+    assert (wd / "results/logs/sites/all.log").read_text()
 
     # the seed's use cases
     problems = json.loads((wd / "results/data/problems.json").read_text())["problems"]
@@ -201,7 +201,7 @@ def test_incremental_rebuilds(demo_run):
     assert json.loads(choice_file.read_text()) == choice, "test premise: the choice stays"
     sweep_only = {"analyze_sweep": 1, "plot_sweep": 1, "report_tables": 1, "all": 1}
     # the new K needs the sweep site's PCA-1: its baselines rerun, not the sites'
-    assert jobs == Counter({"baselines": 1, "train_sweep_config": 1, **sweep_only})
+    assert jobs == Counter({"baselines": 1, "train_sweep": 1, **sweep_only})
 
     # a selection rule edited: the analysis; the sites too, but only if the choice changed
     rows = json.loads(summary_file.read_text())["configs"]
@@ -228,7 +228,7 @@ def test_incremental_rebuilds(demo_run):
     new = json.loads(choice_file.read_text())
     assert new != choice
     baselines = int(sweep_ks() != ks_before) + int(new["k"] != choice["k"])
-    assert jobs == Counter({"train_sweep_config": 1, "analyze_sweep": 1, "plot_sweep": 1, "baselines": baselines,
+    assert jobs == Counter({"train_sweep": 1, "analyze_sweep": 1, "plot_sweep": 1, "baselines": baselines,
                             **sites_and_after})
 
     # probe settings: the probe and what reads it only
@@ -240,22 +240,50 @@ def test_incremental_rebuilds(demo_run):
     edit(config, "sites: {sites_per_batch: 12}", "sites: {sites_per_batch: 12, train: {epochs: 2}}")
     assert ran(snakemake(wd, *args)) == Counter(sites_and_after)
 
-    # a recipe switch: the sweep entries whose recipe it changes (the seed's three, not topk's)
+    # a recipe switch: the sweep (one job) and not the data
     config.write_text(config.read_text() + "sae: {activation: relu_topk}\n")
     jobs = ran(snakemake(wd, *args))
-    assert jobs["train_sweep_config"] == 3 and not jobs["baselines"] and not jobs["convert"]
+    assert jobs["train_sweep"] == 1 and not jobs["baselines"] and not jobs["convert"]
 
     # the package's training code: every training job and what follows, not the data
     with open(wd / "src/codi_sae/train.py", "a") as f:
         f.write("\n# edited\n")
     jobs = ran(snakemake(wd, *args))
-    assert jobs["train_sweep_config"] == 4 and jobs["train_sites"] == 1
+    assert jobs["train_sweep"] == 1 and jobs["train_sites"] == 1
     assert not jobs["convert"] and not jobs["demo_data"]
 
     # the plotting code: the plots only
     with open(wd / "src/codi_sae/plots.py", "a") as f:
         f.write("\n# edited\n")
     assert ran(snakemake(wd, *args)) == Counter({"plot_sites": 1, "plot_sweep": 1, "plot_analyses": 1, "all": 1})
+
+
+def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    config = wd / "tiny.yaml"
+    config.write_text(TINY)
+    edit(config, "sweep: {position: 1, layer: 2,", "sweep: {jobs: per_config, position: 1, layer: 2,")
+    edit(config, "sites: {sites_per_batch: 5}", "sites: {sites_per_batch: 5, jobs: per_layer}")
+    args = ("--configfile", "tiny.yaml")
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["train_sweep"] == 4 and jobs["train_sites"] == 3  # one per sweep entry, one per layer
+    assert all((wd / f"results/logs/sites/layer{layer}.log").read_text() for layer in range(3))
+    files = [f"results/sweep/pos1_layer2/{name}.pt" for name, *_ in SWEEP]
+    files += [f"results/sweet_spot/pos{p}_layer{layer}.pt" for layer in range(3) for p in range(4)]
+    split = {f: torch.load(wd / f, weights_only=True)["model_state_dict"] for f in files}
+
+    # a recipe switch reruns the sweep jobs whose recipe it changes: the seed's three, not topk's
+    config.write_text(config.read_text() + "sae: {activation: relu_topk}\n")
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["train_sweep"] == 3 and not jobs["baselines"] and not jobs["convert"]
+
+    # back to one job each: the same SAEs, tensor for tensor
+    config.write_text(TINY)
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["train_sweep"] == 1 and jobs["train_sites"] == 1
+    for f in files:
+        one = torch.load(wd / f, weights_only=True)["model_state_dict"]
+        assert all(torch.equal(one[key], value) for key, value in split[f].items()), f
 
 
 def build_report(workdir: Path, *args: str) -> str:
@@ -303,7 +331,7 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     # the raw JSON replaced by other (real, not synthetic) data of the same shape: everything reruns
     write_raw(raw, raw_dict(n=12, layers=tuple(range(7)), T=6, H=384, seed=1))
     jobs = ran(snakemake(wd, *args))
-    assert jobs == Counter({"convert": 1, "baselines": 2, "train_sweep_config": 2, "analyze_sweep": 1, "train_sites": 1,
+    assert jobs == Counter({"convert": 1, "baselines": 2, "train_sweep": 1, "analyze_sweep": 1, "train_sites": 1,
                             "collect_site_metrics": 1, "plot_sites": 1, "plot_sweep": 1, "report_tables": 1,
                             "all": 1, **{rule: 1 for rule in USE_CASES}})
     assert json.loads((wd / "results/data/dataset.json").read_text())["synthetic"] is False

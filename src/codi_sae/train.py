@@ -103,39 +103,53 @@ def fired_and_mse(bank: SAEBank, x: torch.Tensor, device: torch.device) -> tuple
     return fired.cpu(), (sse / (x.shape[1] * x.shape[2])).cpu()
 
 
-def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
-               *, latent_dim: int, k: int, settings: TrainSettings, sites_per_batch: int,
-               recipe: Recipe = Recipe(), threads: int | None = None) -> None:
-    """Train one SAE (``latent_dim``, ``k``, ``recipe``) at each site; write ``outputs[i] = (pt, json)``.
+@dataclass(frozen=True)
+class GridJob:
+    """SAEs of one (``latent_dim``, ``k``, ``recipe``, ``settings``), one at each of ``sites``,
+    written to ``outputs[i] = (pt, json)``."""
 
-    Sites are trained ``sites_per_batch`` at a time as one batched model, each from its own
-    site's initialisation and the same batches, so a site's result does not depend on which
-    sites share its batch. On the CPU,
-    batches train side by side on ``threads`` worker threads, each running its ops on one core:
-    small matmuls scale better that way than split across cores. On CUDA, one after another.
-    The process's torch thread count is restored on return.
+    sites: list[tuple[int, int]]
+    outputs: list[tuple[str, str]]
+    latent_dim: int
+    k: int
+    settings: TrainSettings
+    recipe: Recipe = Recipe()
+
+
+def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_batch: int,
+               threads: int | None = None) -> None:
+    """Train every SAE of ``jobs`` and write each one's checkpoint and metrics.
+
+    A job's sites are trained ``sites_per_batch`` at a time as one batched model, each from its
+    own site's initialisation and the same batches, so a site's result does not depend on which
+    sites share its batch, nor on which other jobs train in the same process. On the CPU the
+    batches of all jobs train side by side on ``threads`` worker threads, each running its ops
+    on one core: small matmuls scale better that way than split across cores. On CUDA, one
+    after another. The process's torch thread count is restored on return.
     """
-    device = pick_device(settings.device)
     train, val = load_split(train_pt), load_split(val_pt)
     H = train["activations"].shape[1]
-    batches = [(sites[b : b + sites_per_batch], outputs[b : b + sites_per_batch])
-               for b in range(0, len(sites), sites_per_batch)]
+    batches = [(job, job.sites[b : b + sites_per_batch], job.outputs[b : b + sites_per_batch])
+               for job in jobs for b in range(0, len(job.sites), sites_per_batch)]
+    devices = {id(job): pick_device(job.settings.device) for job in jobs}
     threads_before = torch.get_num_threads()
     threads = threads or threads_before
-    workers = 1 if device.type == "cuda" else min(threads, len(batches))
-    log.info("training %d site(s), d=%d, k=%d on %s: %d batch(es), %d worker(s) of %d thread(s)",
-             len(sites), latent_dim, k, device, len(batches), workers, max(1, threads // workers))
+    on_cuda = any(device.type == "cuda" for device in devices.values())
+    workers = 1 if on_cuda else max(1, min(threads, len(batches)))
+    log.info("training %d SAE(s) of %d config(s): %d batch(es), %d worker(s) of %d thread(s)",
+             sum(len(job.sites) for job in jobs), len(jobs), len(batches), workers, max(1, threads // workers))
 
-    def train_batch(job: tuple[list[tuple[int, int]], list[tuple[str, str]]]) -> None:
-        batch, outs = job
+    def train_batch(item: tuple[GridJob, list[tuple[int, int]], list[tuple[str, str]]]) -> None:
+        job, batch, outs = item
+        device, settings, recipe = devices[id(job)], job.settings, job.recipe
         x_train, x_val = site_rows(train, train_pt, batch), site_rows(val, val_pt, batch)
         names = [f"{train_pt}: position {p}, layer {layer}" for p, layer in batch]
-        bank, seconds = fit_bank(x_train, latent_dim, k, settings, device, recipe, names, batch)
+        bank, seconds = fit_bank(x_train, job.latent_dim, job.k, settings, device, recipe, names, batch)
         fired_train, train_loss = fired_and_mse(bank, x_train, device)
         results = evaluate_bank(bank, x_val, device).results(fired_elsewhere=fired_train)
         for s, ((position, layer), (pt, js)) in enumerate(zip(batch, outs)):
             config = {
-                "input_dim": H, "latent_dim": latent_dim, "k": k, "position": position, "layer": layer,
+                "input_dim": H, "latent_dim": job.latent_dim, "k": job.k, "position": position, "layer": layer,
                 **asdict(settings), "device": str(device), **recipe.as_dict(),
                 "k_aux": recipe.k_aux or H // 2, "input_scale": float(bank.scale[s]), "init_seed": bank.seeds[s],
                 "n_train": x_train.shape[1], "n_val": x_val.shape[1], "sites_trained_together": len(batch),
@@ -148,11 +162,20 @@ def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs
                 "epochs": settings.epochs,
             }
             save_sae(pt, js, bank.member_state(s), config, metrics)
-            log.info("pos %d layer %d: FVU %s, death rate %.3f -> %s", position, layer,
-                     metrics["fvu"], metrics["feature_death_rate"], pt)
+            log.info("pos %d layer %d, d=%d, k=%d, %s recipe: FVU %s, death rate %.3f -> %s", position, layer,
+                     job.latent_dim, job.k, recipe.name, metrics["fvu"], metrics["feature_death_rate"], pt)
 
     torch.set_num_threads(max(1, threads // workers))
     try:
         run_in_threads(train_batch, batches, workers)
     finally:
         torch.set_num_threads(threads_before)
+
+
+def train_saes(train_pt: str, val_pt: str, sites: list[tuple[int, int]], outputs: list[tuple[str, str]],
+               *, latent_dim: int, k: int, settings: TrainSettings, sites_per_batch: int,
+               recipe: Recipe = Recipe(), threads: int | None = None) -> None:
+    """Train one SAE (``latent_dim``, ``k``, ``recipe``) at each site; write ``outputs[i] = (pt, json)``
+    (``train_grid`` with one job)."""
+    train_grid(train_pt, val_pt, [GridJob(sites, outputs, latent_dim, k, settings, recipe)],
+               sites_per_batch=sites_per_batch, threads=threads)
