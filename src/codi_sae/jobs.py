@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 from typing import Callable
 
@@ -18,6 +20,8 @@ def run_job(snakemake, main: Callable[[], object]) -> None:
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
                         handlers=handlers, force=True)
+    log.info("host %s, Slurm job %s, CUDA_VISIBLE_DEVICES=%s", socket.gethostname(),
+             os.environ.get("SLURM_JOB_ID", "none"), os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     try:
         main()
     except InputError as e:
