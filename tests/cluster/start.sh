@@ -6,8 +6,13 @@
 # Its config is linked from /etc/slurm, where every Slurm command (and job step) looks.
 set -euo pipefail
 DIR=$(realpath -m "${1:?usage: start.sh STATE_DIR}")
+MARK="codi-sae test cluster (tests/cluster/start.sh)"
 HOST=$(hostname)
 "$(dirname "$0")/stop.sh" "$DIR"  # a cluster left from an earlier start in DIR
+OLD=$(readlink /etc/slurm/slurm.conf || true)  # one left in another DIR by a killed run
+if [ -n "$OLD" ] && grep -qsxF "# $MARK" "$OLD"; then
+  "$(dirname "$0")/stop.sh" "$(dirname "$(dirname "$OLD")")"
+fi
 rm -rf "$DIR"
 mkdir -p "$DIR"/{etc,spool/ctld,spool/d,log,run,mysql,dev,munge}
 
@@ -42,6 +47,7 @@ mknod "$DIR/dev/fakegpu1" c 1 3
 NODE=$(slurmd -C | head -1 | sed -E 's/ RealMemory=[0-9]+//')
 MEMORY=$(( $(free -m | awk '/^Mem:/ {print $2}') * 3 / 4 ))
 cat >"$DIR/etc/slurm.conf" <<CONF
+# $MARK
 ClusterName=codisae
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
@@ -94,11 +100,14 @@ LogFile=$DIR/log/slurmdbd.log
 PidFile=$DIR/run/slurmdbd.pid
 CONF
 chmod 600 "$DIR/etc/slurmdbd.conf"
-# Job steps (srun inside a job) read the default /etc/slurm: link it to DIR, never over a real one.
+# Job steps (srun inside a job) read the default /etc/slurm: link it to DIR, never over a real
+# config; links left by another test cluster (stopped above) are taken over.
 mkdir -p /etc/slurm
 for conf in slurm.conf gres.conf slurmdbd.conf; do
-  if [ -e "/etc/slurm/$conf" ] && [ "$(readlink "/etc/slurm/$conf")" != "$DIR/etc/$conf" ]; then
-    echo "start.sh: /etc/slurm/$conf exists and is not this test cluster's: not touching it" >&2
+  target=$(readlink "/etc/slurm/$conf" || true)
+  if [ -e "/etc/slurm/$conf" ] && [ "$target" != "$DIR/etc/$conf" ] \
+    && ! grep -qsxF "# $MARK" "$(dirname "$target")/slurm.conf"; then
+    echo "start.sh: /etc/slurm/$conf exists and is not a test cluster's: not touching it" >&2
     exit 1
   fi
   ln -sfn "$DIR/etc/$conf" "/etc/slurm/$conf"
