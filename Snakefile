@@ -31,6 +31,7 @@ localrules:
 
 
 include: "rules/common.smk"
+include: "rules/resources.smk"
 include: "rules/data.smk"
 include: "rules/sweep.smk"
 include: "rules/sites.smk"

@@ -21,8 +21,11 @@ rule codes:
         "../envs/sae.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **after_sites_asks(
+            "codes",
+            lambda entry: estimate.splits_mb(SHAPE)
+            + estimate.codes_mb(SHAPE, entry["k"]),
+        ),
     params:
         sites=DATA.sites,
     script:
@@ -44,8 +47,11 @@ rule probe:
         "../envs/sae.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **after_sites_asks(
+            "probe",
+            lambda entry: estimate.splits_mb(SHAPE, processes=2)
+            + estimate.codes_mb(SHAPE, entry["k"]),
+        ),
     params:
         settings=config["probe"],
         sites=DATA.sites,
@@ -74,8 +80,10 @@ rule catalogue:
         "../envs/sae.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **after_sites_asks(
+            "catalogue",
+            lambda entry: estimate.BASE_MB + estimate.codes_mb(SHAPE, entry["k"]),
+        ),
     params:
         top=config["catalogue"]["top_problems"],
         synthetic=DATA.synthetic,
@@ -97,8 +105,10 @@ rule cross_layer:
         "../envs/sae.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **after_sites_asks(
+            "cross_layer",
+            lambda entry: estimate.BASE_MB + estimate.decoders_mb(SHAPE, entry["d"]),
+        ),
     params:
         sites=DATA.sites,
     script:

@@ -11,6 +11,7 @@ sys.path.insert(0, str(SRC))
 from codi_sae.atomic import read_json
 from codi_sae.errors import InputError
 from codi_sae.heatmaps import PROBE_METRICS, SITE_METRICS
+from codi_sae.selection import where
 from codi_sae.saeconfig import entry_name, entry_recipe, entry_train, sae_job
 from codi_sae.workflow import (
     DEMO_JSON,
@@ -19,6 +20,7 @@ from codi_sae.workflow import (
     data_shape,
     module_files,
     put_first_for_jobs,
+    sweep_sites,
 )
 
 put_first_for_jobs(SRC)
@@ -29,13 +31,10 @@ try:
 except InputError as e:
     raise WorkflowError(f"Configuration error: {e}") from None
 
-# The report's workflow text sees only the config: give it the data's own synthetic flag (the
-# schema refuses this key from users).
+# The report's workflow text sees only the config: give it the data's own synthetic flag and
+# (below) where the sweep runs (the schema refuses this key from users).
 config["_data"] = {"synthetic": DATA.synthetic}
 
-SWEEP_DIR = (
-    f"results/sweep/pos{config['sweep']['position']}_layer{config['sweep']['layer']}"
-)
 SPLITS = {
     "train": "results/data/train_activations.pt",
     "val": "results/data/val_activations.pt",
@@ -43,7 +42,8 @@ SPLITS = {
 SAE = config["sae"]
 LOGS = "results/logs"
 BENCH = "results/benchmarks"  # time and peak memory of every job
-GPU = config["resources"]["gpu"]
+RESOURCES = config["resources"]
+GPU = RESOURCES["gpu"]
 
 
 def pkg(*modules):
@@ -88,7 +88,10 @@ def after_sweet_spot(files):
 
 
 SWEEP = config["sweep"]
-SWEEP_SITE = [SWEEP["position"], SWEEP["layer"]]
+SWEEP_SITES = sweep_sites(SWEEP, DATA)
+config["_data"]["sweep_where"] = where(
+    {"sites": [{"position": p, "layer": l} for p, l in SWEEP_SITES]}
+)
 # file stem -> the entry, with its recipe spelled out: d512_k150, d512_k150_topk, d512_k150_topk_e100
 SWEEP_ENTRIES = {
     entry_name(c, SAE): {**c, "recipe": entry_recipe(c, SAE)} for c in SWEEP["configs"]
@@ -99,10 +102,18 @@ SWEEP_ENTRIES = {
 SWEEP_SHARD_NAME = "all" if SWEEP["jobs"] == "one" else "{name}"
 
 
+def sweep_files(names, suffix):
+    """The files of the sweep ``names`` (entries or a wildcard) at every sweep site, entry-major."""
+    return [
+        f"results/sweep/pos{p}_layer{layer}/{name}{suffix}"
+        for name in names
+        for p, layer in SWEEP_SITES
+    ]
+
+
 def sweep_shard_files(suffix):
     """The files of one job of the sweep: every entry's, or the one its name says."""
-    names = SWEEP_ENTRIES if SWEEP["jobs"] == "one" else ["{name}"]
-    return [f"{SWEEP_DIR}/{name}{suffix}" for name in names]
+    return sweep_files(SWEEP_ENTRIES if SWEEP["jobs"] == "one" else ["{name}"], suffix)
 
 
 def sweep_shard(wildcards):
@@ -143,6 +154,11 @@ def site_shard_files(suffix):
             for p in range(DATA.n_positions)
         ]
     return [f"results/sweet_spot/pos{{pos}}_layer{{layer}}{suffix}"]
+
+
+def sites_train(wildcards):
+    """The train settings of the sites: the config's, the sweet spot's epochs, sites.train."""
+    return {**config["train"], **entry_train(sites_entry(wildcards)), **SITES["train"]}
 
 
 def site_shard(wildcards):

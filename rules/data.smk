@@ -12,8 +12,14 @@ rule demo_data:
         "../envs/sae.yaml"
     threads: 2
     resources:
-        mem_mb=2000,
-        runtime=60,
+        # writes what conversion reads, sample by sample: the same estimate bounds it
+        **asks(
+            "demo_data",
+            lambda wildcards, threads: estimate.convert_mb(SHAPE, threads),
+            lambda wildcards, threads: estimate.convert_minutes(
+                DATA.raw_bytes, threads
+            ),
+        ),
     params:
         demo=config["demo"],
     script:
@@ -37,8 +43,13 @@ rule convert:
         "../envs/sae.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **asks(
+            "convert",
+            lambda wildcards, threads: estimate.convert_mb(SHAPE, threads),
+            lambda wildcards, threads: estimate.convert_minutes(
+                DATA.raw_bytes, threads
+            ),
+        ),
     params:
         split=config["split"],
     script:
@@ -68,13 +79,10 @@ rule baselines:
         "../envs/sae.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **asks("baselines", fixed(estimate.splits_mb(SHAPE)), fixed(30)),
     params:
         sites=lambda wildcards: (
-            DATA.sites
-            if wildcards.scope == "sites"
-            else [(config["sweep"]["position"], config["sweep"]["layer"])]
+            DATA.sites if wildcards.scope == "sites" else SWEEP_SITES
         ),
         ks=lambda wildcards: (
             [sites_entry(wildcards)["k"]]

@@ -17,16 +17,11 @@ rule train_sites:
         "../envs/sae.yaml"
     threads: config["resources"]["sites_threads"]
     resources:
-        mem_mb=4000,
-        runtime=240,
+        **training_asks("train_sites", sites_saes),
         gpu=GPU,
     params:
         sae=lambda wildcards: sae_job(sites_entry(wildcards), SAE),
-        train=lambda wildcards: {
-            **config["train"],
-            **entry_train(sites_entry(wildcards)),
-            **SITES["train"],
-        },
+        train=sites_train,
         sites=site_shard,
     script:
         "../scripts/train_sites.py"

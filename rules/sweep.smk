@@ -15,11 +15,10 @@ rule train_sweep:
         "../envs/sae.yaml"
     threads: config["resources"]["sweep_threads"]
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **training_asks("train_sweep", sweep_saes),
         gpu=GPU,
     params:
-        site=SWEEP_SITE,
+        sites=SWEEP_SITES,
         saes=sweep_shard,
     script:
         "../scripts/train_sweep.py"
@@ -27,13 +26,13 @@ rule train_sweep:
 
 checkpoint analyze_sweep:
     input:
-        metrics=[f"{SWEEP_DIR}/{name}.json" for name in SWEEP_ENTRIES],
+        metrics=sweep_files(SWEEP_ENTRIES, ".json"),
         baselines="results/baselines/sweep.json",
         code=pkg("selection"),
     output:
-        summary=f"{SWEEP_DIR}/analysis_summary.json",
-        table=f"{SWEEP_DIR}/analysis_summary.md",
-        choice=f"{SWEEP_DIR}/sweet_spot.json",
+        summary="results/sweep/analysis_summary.json",
+        table="results/sweep/analysis_summary.md",
+        choice="results/sweep/sweet_spot.json",
     log:
         f"{LOGS}/analyze_sweep.log",
     benchmark:
@@ -46,6 +45,7 @@ checkpoint analyze_sweep:
         runtime=10,
     params:
         entries=list(SWEEP_ENTRIES.values()),
+        sites=SWEEP_SITES,
         selection=config["selection"],
     script:
         "../scripts/analyze_sweep.py"

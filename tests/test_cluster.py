@@ -87,7 +87,7 @@ def test_the_workflow_on_slurm_equals_a_local_run(tmp_path):
     local = copy_workflow(tmp_path / "local")
     (local / "tiny.yaml").write_text(CLUSTER_CONFIG)
     snakemake(local, "--configfile", "tiny.yaml")
-    for name in ("sweet_spot/metrics_all.json", "sweep/pos1_layer2/analysis_summary.json", "probe/metrics.json"):
+    for name in ("sweet_spot/metrics_all.json", "sweep/analysis_summary.json", "probe/metrics.json"):
         ours, theirs = (json.loads((w / "results" / name).read_text()) for w in (wd, local))
         assert _without_times(ours) == _without_times(theirs), name
     for site in ("pos0_layer0", "pos3_layer2"):
@@ -116,9 +116,18 @@ def test_a_bad_input_fails_the_run_with_its_message(tmp_path):
     assert expected in proc.stdout + proc.stderr
 
 
+def test_a_job_no_node_can_run_stops_the_run_with_slurms_reason(tmp_path):
+    wd = cluster_workflow(tmp_path)
+    (wd / "big.yaml").write_text("resources: {mem_mb: {demo_data: 100000000}}\n")
+    proc = on_slurm(wd, "--configfile", "tiny.yaml", "big.yaml")
+    assert proc.returncode != 0
+    assert "Requested node configuration is not available" in proc.stdout + proc.stderr
+    assert not (wd / "results/demo/synthetic_raw.json").exists()
+
+
 def test_a_cancelled_job_is_reported_and_the_run_completes(tmp_path):
     wd = cluster_workflow(tmp_path)
-    (wd / "tiny.yaml").write_text(CLUSTER_CONFIG.replace("sites: {", "sites: {train: {epochs: 8000}, "))
+    (wd / "tiny.yaml").write_text(CLUSTER_CONFIG.replace("sites: {", "sites: {train: {epochs: 1500}, "))
     proc = on_slurm(wd, "--configfile", "tiny.yaml", background=True)
     cancelled = None
     deadline = time.time() + 300

@@ -61,7 +61,7 @@ def summary(qualified=True):
     configs.sort(key=lambda c: -c["explained_variance"])
     configs = [{**c, "rank": i + 1} for i, c in enumerate(configs)]
     best = configs[0]
-    return {"site": {"position": 3, "layer": 8},
+    return {"site": {"position": 3, "layer": 8}, "sites": [{"position": 3, "layer": 8}],
             "selection_rule": {"metric": "explained_variance", "min_explained_variance": 0.7, "rule": "..."},
             "sweet_spot": {"d": best["d"], "k": best["k"], "metrics": best},
             "any_config_qualified": qualified, "rationale": "...", "configs": configs,

@@ -47,23 +47,30 @@ def test_an_undefined_metric_ranks_last_and_never_vanishes(undefined):
     assert ranked(rows, 0.9) == ([(64, 4), (32, 4), (64, 8)], False)
 
 
-def write_config(tmp_path, name, d, k, ev, death, recipe="seed"):
-    path = tmp_path / f"{name}.json"
+def write_config(tmp_path, name, d, k, ev, death, recipe="seed", position=3, layer=8):
+    path = tmp_path / f"{name}_pos{position}_layer{layer}.json"
     metrics = {"explained_variance": ev, "explained_variance_std": ev - 0.5, "fvu": 1.5 - ev,
                "reconstruction_loss": 0.01, "cosine_similarity": 0.9, "feature_death_rate": death,
                "num_dead_features": int(death * d), "train_time_sec": 1.0, "epochs": 25}
-    config = {"latent_dim": d, "k": k, "position": 3, "layer": 8, "recipe": recipe, "epochs": 25}
+    config = {"latent_dim": d, "k": k, "position": position, "layer": layer, "recipe": recipe, "epochs": 25}
     path.write_text(json.dumps({"config": config, "metrics": metrics}))
     return path
 
 
-def baselines(tmp_path, ks):
+def baselines(tmp_path, ks, sites=((3, 8),)):
     scores = {"explained_variance": 0.99, "explained_variance_std": 0.3, "fvu": 0.7, "reconstruction_loss": 0.02}
     mean_only = {"explained_variance": 0.98, "explained_variance_std": -0.01, "fvu": 1.01, "reconstruction_loss": 0.03}
     site = {"mean_only": mean_only, "pca": {str(k): {"n_components": k, **scores} for k in ks}}
+    by_layer = {}
+    for position, layer in sites:
+        by_layer.setdefault(str(layer), {})[str(position)] = site
     path = tmp_path / "baselines.json"
-    path.write_text(json.dumps({"ks": ks, "sites": {"8": {"3": site}}}))
+    path.write_text(json.dumps({"ks": ks, "sites": by_layer}))
     return path
+
+
+def table_heading(path):
+    return path.read_text().splitlines()[0]
 
 
 @pytest.mark.parametrize("min_ev, qualified", [(0.7, True), (0.99, False)])
@@ -75,9 +82,10 @@ def test_analysis_files(tmp_path, min_ev, qualified):
                {"d": 256, "k": 75, "recipe": "seed", "epochs": 100}]
     out = [tmp_path / n for n in ("summary.json", "summary.md", "choice.json")]
     selection = {"metric": "explained_variance", "min_explained_variance": min_ev}
-    analyze_sweep(files, entries, baselines(tmp_path, [30, 75, 150]), selection, *out)
+    analyze_sweep([[f] for f in files], entries, baselines(tmp_path, [30, 75, 150]), selection, *out)
     summary = json.loads(out[0].read_text())
-    assert summary["site"] == {"position": 3, "layer": 8}
+    assert summary["site"] == {"position": 3, "layer": 8} and summary["sites"] == [summary["site"]]
+    assert "per_site" not in summary and table_heading(out[1]) == "# Sweep at position 3, layer 8"
     assert summary["selection_rule"]["metric"] == "explained_variance"
     assert summary["any_config_qualified"] is qualified
     assert (summary["sweet_spot"]["d"], summary["sweet_spot"]["k"], summary["sweet_spot"]["recipe"]) == (512, 150, "topk")
@@ -93,3 +101,26 @@ def test_analysis_files(tmp_path, min_ev, qualified):
     table = out[1].read_text()
     assert "| 1 | topk | 512 | 150 | 29.3% | 25 | 0.9500 | 0.9900 | 0.9800 |" in table and summary["rationale"] in table
     assert "- WARNING d=256, K=75" in table
+
+
+def test_a_sweep_at_several_sites_picks_one_sweet_spot_by_the_means(tmp_path):
+    sites = [(3, 8), (0, 1)]
+    # d=512 is better at (3, 8) alone; over both sites d=256 has the lower mean death rate
+    ev_death = {512: [(0.95, 0.04), (0.75, 0.50)], 256: [(0.90, 0.10), (0.80, 0.10)]}
+    files = [[write_config(tmp_path, f"d{d}", d, 30, ev, death, position=p, layer=layer)
+              for (p, layer), (ev, death) in zip(sites, ev_death[d])] for d in (512, 256)]
+    entries = [{"d": 512, "k": 30, "recipe": "seed"}, {"d": 256, "k": 30, "recipe": "seed"}]
+    out = [tmp_path / n for n in ("summary.json", "summary.md", "choice.json")]
+    selection = {"metric": "explained_variance", "min_explained_variance": 0.7}
+    analyze_sweep(files, entries, baselines(tmp_path, [30], sites), selection, *out)
+    summary = json.loads(out[0].read_text())
+    assert "site" not in summary and summary["sites"] == [{"position": 3, "layer": 8}, {"position": 0, "layer": 1}]
+    assert json.loads(out[2].read_text()) == {"d": 256, "k": 30, "recipe": "seed"}
+    best, other = summary["configs"]
+    assert (best["d"], best["explained_variance"], best["feature_death_rate"]) == (256, pytest.approx(0.85), pytest.approx(0.1))
+    assert (other["explained_variance"], other["feature_death_rate"]) == (pytest.approx(0.85), pytest.approx(0.27))
+    assert best["position"] is None and best["k"] == 30  # what differs is averaged, not what is the same
+    assert (best["num_dead_features"], other["num_dead_features"]) == (25, (20 + 256) / 2)
+    assert [[r["position"] for r in rows] for rows in summary["per_site"]] == [[3, 0], [3, 0]]
+    assert summary["per_site"][0][0]["feature_death_rate"] == 0.10
+    assert table_heading(out[1]) == "# Sweep at 2 sites (means over the sites)"

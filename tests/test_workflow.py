@@ -93,8 +93,8 @@ def test_every_output_of_the_demo_run(demo_run):
         assert (ckpt["config"]["latent_dim"], ckpt["config"]["k"], ckpt["config"]["recipe"]) == (d, k, recipe)
         assert METRICS <= set(ckpt["metrics"])
         assert json.loads((sweep / f"{name}.json").read_text())["metrics"] == ckpt["metrics"]
-    summary = json.loads((sweep / "analysis_summary.json").read_text())
-    choice = json.loads((sweep / "sweet_spot.json").read_text())
+    summary = json.loads((wd / "results/sweep/analysis_summary.json").read_text())
+    choice = json.loads((wd / "results/sweep/sweet_spot.json").read_text())
     assert choice == {key: summary["sweet_spot"][key] for key in ("d", "k", "recipe")}
     assert len(summary["configs"]) == 4 and summary["rationale"]
     baselines = json.loads((wd / "results/baselines/sweep.json").read_text())
@@ -103,7 +103,7 @@ def test_every_output_of_the_demo_run(demo_run):
         pca = baselines["sites"]["2"]["1"]["pca"][str(row["k"])]
         assert row["pca_fvu"] == pca["fvu"] and row["fvu_minus_pca_fvu"] == pytest.approx(row["fvu"] - pca["fvu"])
         assert row["mean_only_fvu"] == baselines["sites"]["2"]["1"]["mean_only"]["fvu"]
-    assert "| Rank |" in (sweep / "analysis_summary.md").read_text()
+    assert "| Rank |" in (wd / "results/sweep/analysis_summary.md").read_text()
 
     everything = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())
     assert sorted(everything["results"]) == ["0", "1", "2"]
@@ -183,8 +183,8 @@ def test_incremental_rebuilds(demo_run):
     wd = demo_run
     args = ("--configfile", "tiny.yaml")
     config = wd / "tiny.yaml"
-    choice_file = wd / "results/sweep/pos1_layer2/sweet_spot.json"
-    summary_file = wd / "results/sweep/pos1_layer2/analysis_summary.json"
+    choice_file = wd / "results/sweep/sweet_spot.json"
+    summary_file = wd / "results/sweep/analysis_summary.json"
     sites_and_after = {"train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "report_tables": 1, "all": 1,
                        **{rule: 1 for rule in USE_CASES}}
     assert ran(snakemake(wd, *args)) == Counter()
@@ -286,6 +286,33 @@ def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
         assert all(torch.equal(one[key], value) for key, value in split[f].items()), f
 
 
+def test_a_sweep_at_several_sites(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    config = wd / "tiny.yaml"
+    config.write_text(TINY)
+    edit(config, "sweep: {position: 1, layer: 2,", "sweep: {jobs: per_config, sites: [[1, 2], [0, 0]],")
+    args = ("--configfile", "tiny.yaml")
+    assert ran(snakemake(wd, *args))["train_sweep"] == 4
+    summary = json.loads((wd / "results/sweep/analysis_summary.json").read_text())
+    assert summary["sites"] == [{"position": 1, "layer": 2}, {"position": 0, "layer": 0}]
+    for row, per_site in zip(summary["configs"], summary["per_site"]):
+        assert [(r["position"], r["layer"]) for r in per_site] == [(1, 2), (0, 0)]
+        assert row["feature_death_rate"] == pytest.approx(sum(r["feature_death_rate"] for r in per_site) / 2)
+    assert json.loads((wd / "results/sweep/sweet_spot.json").read_text()) == summary["configs"][0]["entry"]
+    baselines = json.loads((wd / "results/baselines/sweep.json").read_text())
+    assert baselines["sites"].keys() == {"0", "2"}
+    files = [f"results/sweep/{site}/{name}.pt" for site in ("pos1_layer2", "pos0_layer0") for name, *_ in SWEEP]
+    apart = {f: torch.load(wd / f, weights_only=True)["model_state_dict"] for f in files}
+
+    # every site, in one job: the same SAEs where the sites overlap, tensor for tensor
+    edit(config, "sweep: {jobs: per_config, sites: [[1, 2], [0, 0]],", "sweep: {sites: all,")
+    assert ran(snakemake(wd, *args))["train_sweep"] == 1
+    assert len(json.loads((wd / "results/sweep/analysis_summary.json").read_text())["sites"]) == 12
+    for f in files:
+        together = torch.load(wd / f, weights_only=True)["model_state_dict"]
+        assert all(torch.equal(together[key], value) for key, value in apart[f].items()), f
+
+
 def build_report(workdir: Path, *args: str) -> str:
     """The HTML of ``snakemake --report`` in ``workdir``."""
     report = workdir / "results/report.html"
@@ -344,6 +371,8 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     [
         ("sweep: {position: 4, layer: 2}", "sweep.position=4 but the data has positions 0..3"),
         ("sweep: {position: 1, layer: 3}", r"sweep.layer=3 but the data has layers \[0, 1, 2\]"),
+        ("sweep: {sites: [[0, 0], [3, 5]]}", r"sweep.sites: layer=5 but the data has layers \[0, 1, 2\]"),
+        ("sweep: {sites: [[0, 0, 1]]}", r"On instance\['sweep'\]\['sites'\]"),
         ("sweep: {position: 1, layer: 2, configs: [{d: 8, k: 9}]}", "sweep.configs: k=9 is larger than d=8"),
         ("sites: {config: {d: 4, k: 5}}\nsweep: {position: 1, layer: 2}", "sites.config: k=5 is larger than d=4"),
         ("train: {epochs: 0}", "epochs"),
@@ -354,6 +383,7 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
         ("sae: {activation: relu}", "'relu' is not one of"),
         ("sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2, recipe: gated}]}", "'gated' is not one of"),
         ("selection: {metric: fvu}", "'fvu' is not one of"),
+        ("resources: {mem_mb: {train: 100}}", "'train' is not one of"),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, config, message):

@@ -1,4 +1,4 @@
-"""Figures: per-site heatmaps of the sweet-spot SAE, and the (d, K) sweep at one site.
+"""Figures: per-site heatmaps of the sweet-spot SAE, and the (d, K) sweep.
 
 Every figure is written as a PNG plus a vector SVG beside it, each atomically.
 """
@@ -23,6 +23,7 @@ from matplotlib.ticker import PercentFormatter  # noqa: E402
 from .atomic import atomic_path, read_json  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .heatmaps import PROBE_METRICS, SITE_METRICS, Metric  # noqa: E402
+from .selection import where  # noqa: E402
 
 DPI = 150
 SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA - not real model activations"
@@ -246,9 +247,9 @@ def plot_positions(positions_json: str | os.PathLike, dataset_json: str | os.Pat
 
 def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike, out_png: str | os.PathLike,
                out_svg: str | os.PathLike) -> None:
-    """Both explained variances' views and the death rate of every sweep config at one site, beside
-    PCA-K and the mean-only model, best rank on top."""
-    summary = _load(summary_json, "site", "selection_rule", "sweet_spot", "configs")
+    """Both explained variances' views and the death rate of every sweep config (at its site, or
+    its means over the sweep's sites), beside PCA-K and the mean-only model, best rank on top."""
+    summary = _load(summary_json, "sites", "selection_rule", "sweet_spot", "configs")
     if not summary["configs"]:
         raise InputError(f"{summary_json}: no configs to plot")
     _save(sweep_figure(summary, _load(dataset_json)), out_png, out_svg)
@@ -313,8 +314,7 @@ def sweep_figure(summary: dict, dataset: dict):
                         Line2D([], [], color="0.1", marker="x", linestyle="", label="mean-only model"),
                         Line2D([], [], color="0.2", linestyle="--", label=f"threshold: {metric} >= {min_ev:g}")],
                loc="outside lower center", ncol=5, frameon=False)
-    site = summary["site"]
-    heading = f"{dataset.get('model', 'model')} - (d, K) sweep at position {site['position']}, layer {site['layer']}"
+    heading = f"{dataset.get('model', 'model')} - (d, K) sweep at {where(summary)}"
     if not summary.get("any_config_qualified", True):
         heading += f"\nno config reaches {metric} {min_ev:g}: the highest chosen"
     _title(fig, heading, dataset.get("synthetic", False))

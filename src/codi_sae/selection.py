@@ -1,5 +1,7 @@
 """Pick the sweet spot of a (d, K) sweep and write the analysis summary.
 
+A sweep at several sites ranks each config by its means over the sites: one sweet spot for all.
+
 Rule: among configs whose ``metric`` (the seed's explained variance by default, or the standard
 one) reaches ``min_explained_variance``, the lowest feature death rate; ties go to the higher
 metric, then the smaller d, then the smaller K. If no config qualifies, the highest metric wins
@@ -54,23 +56,51 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def analyze_sweep(metric_files: list[str | os.PathLike], entries: list[dict], baselines_json: str | os.PathLike,
+def mean_over_sites(rows: list[dict]) -> dict:
+    """One config's rows at several sites as one: a value that differs between sites is its
+    mean (None if any site's is None), the warnings are joined with their sites."""
+    if len(rows) == 1:
+        return rows[0]
+    out = {**rows[0], "position": None, "layer": None}
+    for key, value in out.items():
+        values = [r[key] for r in rows]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and any(v != value for v in values):
+            out[key] = None if None in values else sum(values) / len(values)
+    warnings = [f"position {r['position']}, layer {r['layer']}: {r['warning']}" for r in rows if r["warning"]]
+    out["warning"] = "; ".join(warnings) or None
+    return out
+
+
+def where(summary: dict) -> str:
+    """Where the sweep ran, for headings."""
+    sites = summary["sites"]
+    if len(sites) == 1:
+        return f"position {sites[0]['position']}, layer {sites[0]['layer']}"
+    return f"{len(sites)} sites (means over the sites)"
+
+
+def analyze_sweep(metric_files: list[list[str | os.PathLike]], entries: list[dict], baselines_json: str | os.PathLike,
                   selection: dict, summary_out, table_out, choice_out) -> dict:
-    """Rank the sweep entries (``entries[i]``'s metrics in ``metric_files[i]``) beside their
-    baselines; write the summary, the table and the chosen entry (``{"d", "k", "recipe"}``, and
-    ``epochs`` if the entry set them)."""
+    """Rank the sweep entries (``entries[i]``'s metrics in the files ``metric_files[i]``, one per
+    sweep site, the same sites for every entry) beside their baselines; write the summary, the
+    table and the chosen entry (``{"d", "k", "recipe"}``, and ``epochs`` if the entry set them)."""
     metric, min_ev = selection["metric"], selection["min_explained_variance"]
     baselines = read_json(baselines_json)
-    rows = []
-    for path, entry in zip(metric_files, entries):
-        result = read_json(path)
-        cfg, metrics = result["config"], result["metrics"]
-        rows.append({"entry": entry, "recipe": cfg["recipe"], "d": cfg["latent_dim"], "k": cfg["k"],
-                     "sparsity": cfg["k"] / cfg["latent_dim"], **metrics,
-                     **beside(metrics, baselines, cfg["position"], cfg["layer"], cfg["k"])})
+    rows, per_site = [], []
+    for paths, entry in zip(metric_files, entries):
+        site_rows = []
+        for path in paths:
+            result = read_json(path)
+            cfg, metrics = result["config"], result["metrics"]
+            site_rows.append({"entry": entry, "recipe": cfg["recipe"], "d": cfg["latent_dim"], "k": cfg["k"],
+                              "sparsity": cfg["k"] / cfg["latent_dim"], "position": cfg["position"],
+                              "layer": cfg["layer"], **metrics,
+                              **beside(metrics, baselines, cfg["position"], cfg["layer"], cfg["k"])})
+        rows.append(mean_over_sites(site_rows))
+        per_site.append(site_rows)
     ranked, qualified = rank_configs(rows, min_ev, metric)
     best = ranked[0]
-    site = {"position": cfg["position"], "layer": cfg["layer"]}
+    sites = [{"position": r["position"], "layer": r["layer"]} for r in per_site[0]]
     label = lambda r: f"d={r['d']}, K={r['k']} ({r['recipe']} recipe, {r['epochs']} epochs)"  # noqa: E731
     if qualified:
         n_ok = sum(_number(r[metric]) and r[metric] >= min_ev for r in ranked)
@@ -83,7 +113,8 @@ def analyze_sweep(metric_files: list[str | os.PathLike], entries: list[dict], ba
     warnings = [f"{label(r)}: {r['warning']}" for r in ranked if r["warning"]]
     table = markdown_table(ranked)
     summary = {
-        "site": site,
+        **({"site": sites[0]} if len(sites) == 1 else {}),
+        "sites": sites,
         "selection_rule": {
             "metric": metric,
             "min_explained_variance": min_ev,
@@ -96,8 +127,10 @@ def analyze_sweep(metric_files: list[str | os.PathLike], entries: list[dict], ba
         "configs": ranked,
         "comparison_table_markdown": table,
     }
+    if len(sites) > 1:  # each config at each site, in the order of ``configs``
+        summary["per_site"] = [next(s for s in per_site if s[0]["entry"] == r["entry"]) for r in ranked]
     write_json(summary_out, summary)
-    heading = f"# Sweep at position {site['position']}, layer {site['layer']}\n\n"
+    heading = f"# Sweep at {where(summary)}\n\n"
     notes = "".join(f"- WARNING {w}\n" for w in warnings)
     write_text(table_out, f"{heading}{rationale}\n\n{table}" + (f"\n{notes}" if notes else ""))
     write_json(choice_out, best["entry"])

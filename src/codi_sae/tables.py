@@ -6,7 +6,7 @@ import html
 import os
 
 from .atomic import read_json, write_text
-from .selection import COLUMNS, cell
+from .selection import COLUMNS, cell, where
 
 STYLE = """<style>
 body { font-family: sans-serif; margin: 1.5em; }
@@ -58,7 +58,6 @@ def _table(headers: list[str], rows: list[list[str]], classes: list[str] | None 
 def sweep_page(summary: dict, dataset: dict) -> str:
     """The sweet spot, why it was chosen, and every config's metrics, best first."""
     best = summary["sweet_spot"]
-    site = summary["site"]
     rows = [[cell(f, r[k]) for _, k, f in COLUMNS] for r in summary["configs"]]
     chosen = ["chosen" if r["rank"] == 1 else "" for r in summary["configs"]]
     body = (f"<h2>Sweet spot: d={best['d']}, K={best['k']}, {html.escape(best['recipe'])} recipe</h2>"
@@ -66,7 +65,7 @@ def sweep_page(summary: dict, dataset: dict) -> str:
             + f"<p>{html.escape(summary['rationale'])}</p>"
             f"<p>Rule: {html.escape(summary['selection_rule']['rule'])}</p><p>{html.escape(BASELINES_NOTE)}</p>"
             + _table([h for h, _, _ in COLUMNS], rows, chosen))
-    return _page(f"(d, K) sweep at position {site['position']}, layer {site['layer']}", dataset, body)
+    return _page(f"(d, K) sweep at {where(summary)}", dataset, body)
 
 
 def sites_page(metrics_all: dict) -> str:

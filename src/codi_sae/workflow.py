@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .rawjson import read_header
+from .resources import JSON_BYTES_PER_VALUE, MIN_JSON_BYTES_PER_VALUE, Shape
 from .saeconfig import check_k, entry_name
 
 DEMO_JSON = "results/demo/synthetic_raw.json"
@@ -26,31 +27,58 @@ class DataShape:
     layers: tuple[int, ...]
     n_positions: int
     hidden_dim: int
+    n_problems: int  # for resource estimates: the metadata's n_samples, else a bound from the file's size
+    raw_bytes: int  # the raw JSON's size (estimated for demo data not yet written)
 
     @property
     def sites(self) -> list[tuple[int, int]]:
         """Every (position, layer) site, layer-major."""
         return [(p, layer) for layer in self.layers for p in range(self.n_positions)]
 
+    @property
+    def size(self) -> Shape:
+        return Shape(self.n_problems, len(self.layers), self.n_positions, self.hidden_dim)
+
 
 def data_shape(config: dict) -> DataShape:
-    """The raw JSON the workflow reads and its (layers, positions, hidden dim)."""
+    """The raw JSON the workflow reads and its shape."""
     if not config["raw_json"]:
         demo = config["demo"]
-        return DataShape(DEMO_JSON, True, tuple(range(demo["n_layers"])), demo["n_positions"], demo["hidden_dim"])
+        values = demo["n_problems"] * demo["n_layers"] * demo["n_positions"] * demo["hidden_dim"]
+        return DataShape(DEMO_JSON, True, tuple(range(demo["n_layers"])), demo["n_positions"], demo["hidden_dim"],
+                         demo["n_problems"], values * JSON_BYTES_PER_VALUE)
     path = Path(config["raw_json"]).expanduser()
     header = read_header(path)
+    raw_bytes = path.stat().st_size
+    n_problems = header.metadata.get("n_samples")
+    if not (isinstance(n_problems, int) and n_problems > 0):  # checked when read; here only an upper bound
+        values = len(header.layers) * header.n_positions * header.hidden_dim
+        n_problems = max(1, raw_bytes // (MIN_JSON_BYTES_PER_VALUE * values))
     return DataShape(str(path), bool(header.metadata.get("synthetic", False)), header.layers,
-                     header.n_positions, header.hidden_dim)
+                     header.n_positions, header.hidden_dim, n_problems, raw_bytes)
+
+
+def sweep_sites(sweep: dict, shape: DataShape) -> list[tuple[int, int]]:
+    """The (position, layer) sites the sweep runs at (``sweep.sites``, else its position and
+    layer), each checked to be in the data."""
+    if sweep["sites"] == "all":
+        return shape.sites
+    if sweep["sites"] is None:
+        sites, where = [(sweep["position"], sweep["layer"])], ("sweep.position", "sweep.layer")
+    else:
+        sites, where = [tuple(site) for site in sweep["sites"]], ("sweep.sites: position", "sweep.sites: layer")
+    for position, layer in sites:
+        if position >= shape.n_positions:
+            raise InputError(f"{where[0]}={position} but the data has positions 0..{shape.n_positions - 1}")
+        if layer not in shape.layers:
+            raise InputError(f"{where[1]}={layer} but the data has layers {list(shape.layers)}")
+    return sites
 
 
 def check_config(config: dict, shape: DataShape) -> None:
-    """Sweep site inside the data, every K <= d, no sweep entry twice."""
+    """Sweep sites inside the data, every K <= d, no sweep entry twice."""
     sweep = config["sweep"]
-    if sweep["position"] >= shape.n_positions:
-        raise InputError(f"sweep.position={sweep['position']} but the data has positions 0..{shape.n_positions - 1}")
-    if sweep["layer"] not in shape.layers:
-        raise InputError(f"sweep.layer={sweep['layer']} but the data has layers {list(shape.layers)}")
+    sweep_sites(sweep, shape)
     names = [entry_name(c, config["sae"]) for c in sweep["configs"]]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
