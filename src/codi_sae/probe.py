@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
 from sklearn.dummy import DummyClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -41,6 +40,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from .atomic import write_json
+from .baselines import fit_pca
 from .codes import codes_dense, load_codes
 from .data import load_split, site_rows
 from .errors import InputError
@@ -106,7 +106,7 @@ def probe_site(codes: np.ndarray, raw: np.ndarray, labels: np.ndarray, k: int, s
                 "note": f"the model is {rarer} on {min(positives, n - positives)} of {n} problems: "
                         "cross-validation needs at least 2 of each"}
     fit_rows = raw if pca_rows is None else raw[pca_rows]
-    pca = PCA(n_components=min(k, *fit_rows.shape), svd_solver="covariance_eigh").fit(fit_rows)
+    pca = fit_pca(fit_rows, min(k, *fit_rows.shape))
     features = {"codes": codes, "raw": raw, "pca": pca.transform(raw)}
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
     with warnings.catch_warnings(record=True) as caught:
