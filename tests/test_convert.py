@@ -115,6 +115,10 @@ BAD_INPUTS = {
     "huge integer": (_set(S3 + ["thoughts", "layer_0", 1, 2])(10**400), "layer_0, position 1, dim 2 is an integer too large"),
     "string value": (_set(S3 + ["thoughts", "layer_2", 3, 7])("n/a"), "layer_2, position 3, dim 7 is 'n/a', not a number"),
     "null value": (_set(S3 + ["thoughts", "layer_2", 0, 1])(None), "layer_2, position 0, dim 1 is None, not a number"),
+    "true value": (_set(S3 + ["thoughts", "layer_0", 1, 2])(True), "layer_0, position 1, dim 2 is True, not a number"),
+    "number as a string": (_set(S3 + ["thoughts", "layer_1", 2, 0])("0.5"),
+                           "layer_1, position 2, dim 0 is '0.5', not a number"),
+    "nested list": (_set(S3 + ["thoughts", "layer_1", 2, 0])([0.5]), "layer_1, position 2, dim 0 is [0.5], not a number"),
     "duplicate id": (_set(S3 + ["id"])(101), "sample #3 has id 101, the same as sample #1"),
     "bad is_correct": (_set(S3 + ["is_correct"])("yes"), "'is_correct' must be true or false"),
     "n_samples too large": (_set(["metadata", "n_samples"])(11), "'n_samples' is 11 but the file has 10 samples"),
@@ -181,6 +185,13 @@ def test_split_file_errors(tmp_path):
     torn.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(InputError, match="torn.pt: not a readable split file"):
         load_split(torn)
+
+
+def test_one_problem_is_refused_with_the_file_named(tmp_path):
+    raw = write_raw(tmp_path / "raw.json", raw_dict(n=1))
+    with pytest.raises(InputError, match=rf"{raw}: split.train_fraction=0.8 of 1 problem\(s\) leaves the training split empty"):
+        convert(tmp_path, raw)
+    assert not list(tmp_path.rglob("*.pt"))
 
 
 def test_metadata_without_n_samples(tmp_path):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
+from codi_sae.errors import InputError
 from codi_sae.split import train_val_indices
 
 
@@ -20,6 +21,7 @@ def test_split_is_a_partition():
     assert sorted(np.concatenate([train, val]).tolist()) == list(range(1000))
 
 
-def test_empty_side_is_refused():
-    with pytest.raises(ValueError, match="empty"):
-        train_val_indices(1, 0.8, 42)
+@pytest.mark.parametrize("n, fraction, empty", [(1, 0.8, "training"), (10, 0.05, "training"), (10, 1.0, "validation")])
+def test_empty_side_is_refused(n, fraction, empty):
+    with pytest.raises(InputError, match=f"leaves the {empty} split empty"):
+        train_val_indices(n, fraction, 42)

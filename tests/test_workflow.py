@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import signal
 import statistics
 import uuid
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -475,3 +478,27 @@ def test_report_shows_the_plots_in_a_browser(demo_report, category, result):
         assert re.search(rf'<img src="data:image/png;charset=utf8;filename={name};base64,iVBORw0KGgo', app)
     else:  # a page of the report, shown in a frame
         assert re.search(rf'<iframe src="data:text/html;charset=utf8;filename={name};base64,PCFET0NUWVBF', app)
+
+
+def test_a_run_killed_with_sigkill_recovers_as_the_readme_says(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "tiny.yaml").write_text(TINY.replace("sites: {", "sites: {train: {epochs: 3000}, "))
+    args = ("--configfile", "tiny.yaml")
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    run = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    sites_log = wd / "results/logs/sites/all.log"
+    deadline = time.time() + 300
+    while not (sites_log.exists() and "training" in sites_log.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    assert run.poll() is None, "test premise: the run is still training the sites"
+    os.killpg(run.pid, signal.SIGKILL)  # the whole run: snakemake and its jobs
+    run.wait()
+
+    locked = snakemake(wd, *args, check=False)  # what a user sees first
+    assert locked.returncode != 0 and "removed with the --unlock argument" in locked.stderr
+    snakemake(wd, "--unlock", *args)  # the README's recovery, word for word
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["train_sites"] == 1 and not jobs["convert"] and not jobs["train_sweep"]  # finished jobs stay
+    assert not [p for p in (wd / "results").rglob(".*.tmp*")], "no temporary outlives the rerun"
+    for pt in (wd / "results").rglob("*.pt"):
+        torch.load(pt, weights_only=True)

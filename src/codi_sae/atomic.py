@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +19,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     its name (the archive inside a ``torch.save`` file) carries the final one.
     """
     path = Path(path)
-    folder = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    folder = path.with_name(f"{_temporary_prefix(path)}{os.getpid()}")
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / path.name
     try:
@@ -26,6 +28,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
         folder.rmdir()
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.tmp"
+
+
+def remove_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove what ``atomic_path`` left for ``path`` in a process that was killed (SIGKILL, an
+    OOM kill); returns the folders removed. Only for a path no running process is writing."""
+    path = Path(path)
+    stale = [f for f in path.parent.glob(f"{glob.escape(_temporary_prefix(path))}*") if f.is_dir()]
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
 
 
 def read_json(path: str | os.PathLike):

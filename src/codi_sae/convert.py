@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from .atomic import save_torch, write_json
+from .errors import InputError
 from .rawjson import Header, RawSamples
 from .split import train_val_indices
 
@@ -38,7 +39,10 @@ def convert_raw_json(
     """
     raw = RawSamples(raw_json)
     header, meta = raw.header, raw.header.metadata
-    train_idx, val_idx = train_val_indices(len(raw), train_fraction, seed)
+    try:
+        train_idx, val_idx = train_val_indices(len(raw), train_fraction, seed)
+    except InputError as e:
+        raise InputError(f"{raw_json}: {e}") from None
     # Each sample goes straight to its row of its split: memory is the output's size.
     shape = (header.n_layers, header.n_positions, header.hidden_dim)
     splits = {"train": np.empty((len(train_idx), *shape), np.float32),

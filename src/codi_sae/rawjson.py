@@ -14,6 +14,7 @@ import mmap
 import os
 import re
 from dataclasses import dataclass
+from itertools import chain
 from typing import Iterator, NoReturn
 
 import numpy as np
@@ -352,10 +353,13 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
                 raise InputError(
                     f"{where}: {name}, position {t} has {n} values, the metadata says hidden_dim={H}"
                 )
+        # numpy would take true as 1.0 and "0.5" as 0.5: only JSON numbers may pass
+        if not set(map(type, chain.from_iterable(rows))) <= NUMBER_TYPES:
+            _raise_bad_value(where, name, rows)
         try:
             with np.errstate(over="ignore"):  # a float32 overflow becomes inf, reported below
                 out[li] = rows
-        except (TypeError, ValueError, OverflowError):
+        except OverflowError:
             _raise_bad_value(where, name, rows)
     finite = np.isfinite(out)
     if not finite.all():
@@ -365,6 +369,9 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
             _raise_bad_value(where, names[li], thoughts[names[li]])
         raise InputError(f"{where}: {names[li]}, position {t}, dim {h} is {value!r}, not a finite float32")
     return Sample(sid, is_correct, out, {key: sample.get(key) for key in PROBLEM_FIELDS})
+
+
+NUMBER_TYPES = {float, int}  # what orjson makes of a JSON number
 
 
 def _raise_bad_value(where: str, name: str, rows: list) -> NoReturn:

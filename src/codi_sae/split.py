@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from .errors import InputError
+
 
 def train_val_indices(n: int, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the train and validation problems, in the order scikit-learn returns them.
@@ -17,8 +19,8 @@ def train_val_indices(n: int, train_fraction: float, seed: int) -> tuple[np.ndar
     n_train = math.floor(train_fraction * n)
     n_val = n - n_train
     if n_train == 0 or n_val == 0:
-        raise ValueError(
-            f"a {train_fraction:g} split of {n} problems leaves an empty train or validation set"
-        )
+        empty = "training" if n_train == 0 else "validation"
+        raise InputError(f"split.train_fraction={train_fraction:g} of {n} problem(s) leaves the {empty} split "
+                         "empty: each split needs at least one problem")
     permutation = np.random.RandomState(seed).permutation(n)
     return permutation[n_val:], permutation[:n_val]
