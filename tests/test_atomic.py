@@ -1,9 +1,14 @@
+import os
 import zipfile
 
 import pytest
 import torch
 
 from codi_sae.atomic import atomic_path, save_torch, write_json
+from codi_sae.checkpoint import load_sae
+from codi_sae.codes import load_codes
+from codi_sae.data import load_split
+from codi_sae.errors import InputError
 
 
 def test_torch_archive_carries_the_final_name(tmp_path):
@@ -27,3 +32,40 @@ def test_json_is_never_written_with_nan(tmp_path):
     with pytest.raises(ValueError):
         write_json(tmp_path / "m.json", {"fvu": float("nan")})
     assert list(tmp_path.iterdir()) == []
+
+
+class RunsCode:
+    """A pickle that would run a shell command when loaded without weights_only."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("loader", ["split", "checkpoint", "codes"])
+def test_a_file_whose_pickle_would_run_code_is_refused_unrun(tmp_path, loader):
+    marker, path = tmp_path / "code-ran", tmp_path / "evil.pt"
+    torch.save({"activations": RunsCode(marker), "config": RunsCode(marker), "model_state_dict": {}}, path)
+    load = {"split": load_split, "checkpoint": load_sae, "codes": load_codes}[loader]
+    with pytest.raises(InputError, match=rf"{path}: not a readable .*\(UnpicklingError: Weights only load failed"):
+        load(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "not a readable SAE checkpoint"),
+    (b"PK\x03\x04 torn zip", "not a readable SAE checkpoint"),
+    ({"config": {"input_dim": 4, "latent_dim": 8, "k": 2}, "model_state_dict": {"encoder.weight": torch.ones(3, 3)}},
+     "not an SAE checkpoint of this workflow"),
+    ({"weights": torch.ones(2)}, r"not an SAE checkpoint of this workflow \(KeyError: 'config'\)"),
+], ids=["empty", "torn", "other shape", "not ours"])
+def test_a_checkpoint_that_is_not_one_is_refused(tmp_path, content, message):
+    path = tmp_path / "ckpt.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(InputError, match=f"{path}: {message}"):
+        load_sae(path)

@@ -1,4 +1,5 @@
-"""Read JSON; write files all-or-nothing: into a hidden folder beside the target, then rename."""
+"""Read JSON and torch files safely; write files all-or-nothing: into a hidden folder beside the
+target, then rename."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import shutil
 from pathlib import Path
 from typing import Iterator
+
+from .errors import InputError
 
 
 @contextlib.contextmanager
@@ -61,6 +64,21 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def load_torch(path: str | os.PathLike, what: str, **kwargs):
+    """``torch.load(path, weights_only=True)``: a missing, torn or foreign file, or one whose
+    pickle would run code (refused unrun), is an InputError naming the file and ``what`` it
+    should be."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True, **kwargs)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except Exception as e:  # torch's reason, first line only: its advice on weights_only=False is not ours
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise InputError(f"{path}: not a readable {what} ({type(e).__name__}: {reason})") from None
 
 
 def save_torch(path: str | os.PathLike, obj) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-import torch
-
-from .atomic import save_torch, write_json
+from .atomic import load_torch, save_torch, write_json
+from .errors import InputError
 from .sae import TopKAutoencoder
 
 
@@ -18,9 +17,14 @@ def save_sae(pt_path: str | os.PathLike, json_path: str | os.PathLike, state: di
 
 
 def load_sae(path: str | os.PathLike) -> tuple[TopKAutoencoder, dict]:
-    """The SAE of a checkpoint, in eval mode, and the whole checkpoint dict."""
-    ckpt = torch.load(path, weights_only=True, map_location="cpu")
-    cfg = ckpt["config"]
-    model = TopKAutoencoder(cfg["input_dim"], cfg["latent_dim"], cfg["k"], cfg.get("activation", "signed_topk"))
-    model.load_state_dict(ckpt["model_state_dict"])
+    """The SAE of a checkpoint, in eval mode, and the whole checkpoint dict; an InputError for a
+    file that is not one (see ``atomic.load_torch``) or whose weights do not fit its config."""
+    ckpt = load_torch(path, "SAE checkpoint", map_location="cpu")
+    try:
+        cfg = ckpt["config"]
+        model = TopKAutoencoder(cfg["input_dim"], cfg["latent_dim"], cfg["k"], cfg.get("activation", "signed_topk"))
+        model.load_state_dict(ckpt["model_state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0]
+        raise InputError(f"{path}: not an SAE checkpoint of this workflow ({type(e).__name__}: {reason})") from None
     return model.eval(), ckpt

@@ -15,7 +15,7 @@ import os
 
 import torch
 
-from .atomic import save_torch
+from .atomic import load_torch, save_torch
 from .checkpoint import load_sae
 from .data import load_split, site_rows
 from .sae import TopKAutoencoder
@@ -37,7 +37,7 @@ def encode(model: TopKAutoencoder, x: torch.Tensor, chunk: int = 4096) -> tuple[
 
 
 def load_codes(path: str | os.PathLike) -> dict:
-    return torch.load(path, weights_only=True)
+    return load_torch(path, "codes file")
 
 
 def codes_dense(codes: dict) -> torch.Tensor:

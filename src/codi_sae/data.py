@@ -7,17 +7,15 @@ import os
 import numpy as np
 import torch
 
+from .atomic import load_torch
 from .errors import InputError
 
 
 def load_split(path: str | os.PathLike) -> dict:
     """A split file, memory-mapped (only the rows used are read), checked for its keys."""
-    try:
-        payload = torch.load(path, mmap=True, weights_only=True)
-    except FileNotFoundError:
-        raise InputError(f"{path}: split file not found") from None
-    except Exception as e:  # a torn or foreign file: say which and why
-        raise InputError(f"{path}: not a readable split file ({type(e).__name__}: {e})") from None
+    payload = load_torch(path, "split file", mmap=True)
+    if not isinstance(payload, dict):
+        raise InputError(f"{path}: split file holds a {type(payload).__name__}, not a dict")
     for key in ("activations", "metadata", "config"):
         if key not in payload:
             raise InputError(f"{path}: split file has no '{key}' key")
