@@ -430,9 +430,8 @@ def summary(m: dict) -> list[str]:
         out.append(f"- LLaMA-1B shape ({m['llama']['n_problems']} problems, {vr:.2f}x the values of GPT-2 at the "
                    f"same count): time ratios {', '.join(heavy)}; the jobs that grow most: "
                    + ", ".join(f"{j.removesuffix('.tsv')} x{jobs[j]:.1f}" for j in top)
-                   + f". The PCA of each site (baselines, and the probe's PCA-K) eigendecomposes an H x H "
-                   f"covariance, a cost in H^3: ({hl} / {hg})^3 = {(hl / hg) ** 3:.0f}x per site, "
-                   f"{(hl / hg) ** 3 * sl / sg:.0f}x with {sl} sites against {sg}.")
+                   + f". A site's matmuls grow with H ({hl / hg:.2f}x), and there are {sl} sites against {sg}: "
+                   f"{hl / hg * sl / sg:.1f}x the training work per problem.")
     above = [r["label"] for r in runs if conversion_peak(r) >= r["raw_json_mb"]]
     gpt2 = m["runs"]
     out.append("- Conversion's peak is below the raw JSON's size "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import pytest
 import torch
 from conftest import raw_dict, write_raw
 
+import codi_sae
 from codi_sae.checkpoint import load_sae
 from codi_sae.codes import load_codes
 from codi_sae.sae import TopKAutoencoder
@@ -95,7 +97,14 @@ def test_every_output_of_the_demo_run(demo_run):
         ckpt = torch.load(sweep / f"{name}.pt", weights_only=True)
         assert (ckpt["config"]["latent_dim"], ckpt["config"]["k"], ckpt["config"]["recipe"]) == (d, k, recipe)
         assert METRICS <= set(ckpt["metrics"])
-        assert json.loads((sweep / f"{name}.json").read_text())["metrics"] == ckpt["metrics"]
+        doc = json.loads((sweep / f"{name}.json").read_text())
+        assert doc["metrics"] == ckpt["metrics"] and doc["provenance"] == ckpt["provenance"]
+        assert doc["provenance"] == {
+            "codi_sae": codi_sae.__version__, "torch": torch.__version__,
+            **{f"{split}_split": {"path": f"results/data/{split}_activations.pt",
+                                  "sha256": hashlib.sha256((wd / f"results/data/{split}_activations.pt").read_bytes()).hexdigest()}
+               for split in ("train", "val")},
+        }
     summary = json.loads((wd / "results/sweep/analysis_summary.json").read_text())
     choice = json.loads((wd / "results/sweep/sweet_spot.json").read_text())
     assert choice == {key: summary["sweet_spot"][key] for key in ("d", "k", "recipe")}

@@ -7,6 +7,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -76,8 +77,11 @@ def load_torch(path: str | os.PathLike, what: str, **kwargs):
         return torch.load(path, weights_only=True, **kwargs)
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
-    except Exception as e:  # torch's reason, first line only: its advice on weights_only=False is not ours
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    except Exception as e:  # torch's reason, without its advice to load with weights_only=False
+        text = str(e)
+        unsafe = re.search(r"unsupported GLOBAL (\S+)", text, re.IGNORECASE)
+        reason = (f"it holds {unsafe[1]}, which loading could run or build: refused, nothing was run" if unsafe
+                  else text.strip().splitlines()[0] if text.strip() else "")
         raise InputError(f"{path}: not a readable {what} ({type(e).__name__}: {reason})") from None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 from .atomic import load_torch, save_torch, write_json
@@ -10,10 +11,25 @@ from .sae import TopKAutoencoder
 
 
 def save_sae(pt_path: str | os.PathLike, json_path: str | os.PathLike, state: dict, config: dict,
-             metrics: dict) -> None:
-    """The checkpoint (loads with ``weights_only=True``) and its config and metrics as JSON."""
-    save_torch(pt_path, {"model_state_dict": state, "config": config, "metrics": metrics})
-    write_json(json_path, {"config": config, "metrics": metrics})
+             metrics: dict, provenance: dict) -> None:
+    """The checkpoint (loads with ``weights_only=True``) and its config, metrics and provenance
+    (what made it: ``provenance()``) as JSON."""
+    save_torch(pt_path, {"model_state_dict": state, "config": config, "metrics": metrics, "provenance": provenance})
+    write_json(json_path, {"config": config, "metrics": metrics, "provenance": provenance})
+
+
+def provenance(**inputs: str | os.PathLike) -> dict:
+    """The package and torch versions, and each input file's path and SHA-256."""
+    import torch
+
+    from . import __version__
+
+    def sha256(path) -> str:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+
+    return {"codi_sae": __version__, "torch": str(torch.__version__),  # a str subclass, refused by weights_only
+            **{name: {"path": str(path), "sha256": sha256(path)} for name, path in inputs.items()}}
 
 
 def load_sae(path: str | os.PathLike) -> tuple[TopKAutoencoder, dict]:

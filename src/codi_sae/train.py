@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .backprop import BankStep
-from .checkpoint import save_sae
+from .checkpoint import provenance, save_sae
 from .data import load_split, site_rows
 from .errors import InputError
 from .metrics import BankStats
@@ -128,6 +128,7 @@ def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_bat
     after another. The process's torch thread count is restored on return.
     """
     train, val = load_split(train_pt), load_split(val_pt)
+    made_by = provenance(train_split=train_pt, val_split=val_pt)
     H = train["activations"].shape[1]
     batches = [(job, job.sites[b : b + sites_per_batch], job.outputs[b : b + sites_per_batch])
                for job in jobs for b in range(0, len(job.sites), sites_per_batch)]
@@ -161,7 +162,7 @@ def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_bat
                 "batch_train_time_sec": seconds,
                 "epochs": settings.epochs,
             }
-            save_sae(pt, js, bank.member_state(s), config, metrics)
+            save_sae(pt, js, bank.member_state(s), config, metrics, made_by)
             log.info("pos %d layer %d, d=%d, k=%d, %s recipe: FVU %s, death rate %.3f -> %s", position, layer,
                      job.latent_dim, job.k, recipe.name, metrics["fvu"], metrics["feature_death_rate"], pt)
 

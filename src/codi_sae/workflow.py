@@ -114,8 +114,11 @@ def module_files(package_dir: str | Path, *modules: str) -> list[str]:
         for node in ast.walk(ast.parse((package_dir / f"{name}.py").read_text())):
             if not isinstance(node, ast.ImportFrom):
                 continue
-            if node.level == 1:  # from .x import y / from . import x
-                todo += [node.module.split(".")[0]] if node.module else [a.name for a in node.names]
+            if node.level == 1:  # from .x import y / from . import x (a module, or a name of __init__)
+                if node.module:
+                    todo.append(node.module.split(".")[0])
+                else:
+                    todo += [a.name if (package_dir / f"{a.name}.py").exists() else "__init__" for a in node.names]
             elif node.module and node.module.startswith(f"{package_dir.name}."):
                 todo.append(node.module.split(".")[1])
     return [str(package_dir / f"{name}.py") for name in sorted(seen)]
