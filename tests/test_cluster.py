@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import raw_dict, write_raw
-from test_workflow import TINY, copy_workflow, snakemake
+from test_workflow import TINY, copy_workflow, snakemake, without_times
 
 pytestmark = [
     pytest.mark.cluster,
@@ -89,19 +89,10 @@ def test_the_workflow_on_slurm_equals_a_local_run(tmp_path):
     snakemake(local, "--configfile", "tiny.yaml")
     for name in ("sweet_spot/metrics_all.json", "sweep/analysis_summary.json", "probe/metrics.json"):
         ours, theirs = (json.loads((w / "results" / name).read_text()) for w in (wd, local))
-        assert _without_times(ours) == _without_times(theirs), name
+        assert without_times(ours) == without_times(theirs), name
     for site in ("pos0_layer0", "pos3_layer2"):
         ours, theirs = (torch.load(w / f"results/sweet_spot/{site}.pt", weights_only=True) for w in (wd, local))
         assert all(torch.equal(ours["model_state_dict"][k], v) for k, v in theirs["model_state_dict"].items())
-
-
-def _without_times(doc):
-    """``doc`` without wall times and their statistics, which differ from run to run."""
-    if isinstance(doc, dict):
-        return {k: _without_times(v) for k, v in doc.items() if "time" not in k and k != "source"}
-    if isinstance(doc, list):
-        return [_without_times(v) for v in doc]
-    return doc
 
 
 def test_a_bad_input_fails_the_run_with_its_message(tmp_path):

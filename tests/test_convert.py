@@ -1,4 +1,5 @@
 import copy
+import gzip
 import json
 
 import numpy as np
@@ -105,6 +106,7 @@ BAD_INPUTS = {
     "metadata key missing": (lambda o: o["metadata"].pop("hidden_dim"), "metadata has no 'hidden_dim'"),
     "samples key missing": (lambda o: o.pop("samples"), "no 'samples' key"),
     "sample key missing": (lambda o: o["samples"][3].pop("is_correct"), "sample #3 (id 103) has no 'is_correct'"),
+    "id missing": (lambda o: o["samples"][3].pop("id"), "sample #3 has no 'id'"),
     "layer missing": (lambda o: o["samples"][3]["thoughts"].pop("layer_2"), "sample #3 (id 103): 'thoughts' has no 'layer_2'"),
     "extra layer": (_set(S3 + ["thoughts", "layer_7"])([[0.0] * 8] * 4), "has layer_7, which the metadata"),
     "position count": (lambda o: o["samples"][3]["thoughts"]["layer_1"].pop(), "layer_1 has 3 positions, the metadata says n_tokens=4"),
@@ -217,3 +219,42 @@ def test_problems_table(tmp_path):
                         "ground_truth_text": sample["ground_truth_text"], "prediction": sample["prediction"],
                         "prediction_text": sample["prediction_text"]}
     assert table[3]["question"] is None and table[3]["prediction_text"] is None
+
+
+@pytest.mark.parametrize("content, message", [
+    (gzip.compress(b'{"metadata": {}}'), "expected '{' at the start"),
+    (b"id,question\n1,what\n", "expected '{' at the start"),
+    (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "expected '{' at the start"),
+    (b'{"metadata": {"layers": [0], "n_tokens": "4", "hidden_dim": 2}, "samples": []}', "'n_tokens'"),
+    (b'{"metadata": {"layers": [0], "n_tokens": 1, "hidden_dim": 2.5}, "samples": []}', "'hidden_dim'"),
+    (b'{"metadata": [], "samples": []}', "'metadata'"),
+    (b'{"metadata": {"layers": [0], "n_tokens": 1, "hidden_dim": 2}, "samples": {}}', "the samples list"),
+], ids=["gzip", "csv", "zip (a .pt)", "n_tokens a string", "hidden_dim a float", "metadata a list",
+        "samples an object"])
+def test_files_that_are_not_a_raw_json_are_refused(tmp_path, content, message):
+    raw = tmp_path / "raw.json"
+    raw.write_bytes(content)
+    with pytest.raises(InputError) as err:
+        convert(tmp_path, raw)
+    assert str(raw) in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_a_directory_is_refused(tmp_path):
+    with pytest.raises(InputError, match=f"{tmp_path}: .*directory"):
+        convert(tmp_path, tmp_path)
+
+
+def test_a_utf8_byte_order_mark_is_read(tmp_path, raw_file):
+    raw, obj = raw_file
+    raw.write_bytes(b"\xef\xbb\xbf" + raw.read_bytes())
+    _, info = convert(tmp_path, raw)
+    assert info["n_problems"] == len(obj["samples"])
+
+
+def test_invalid_utf8_is_refused_with_the_sample(tmp_path):
+    obj = raw_dict()
+    obj["samples"][4]["question"] = "café"
+    raw = tmp_path / "raw.json"
+    raw.write_bytes(json.dumps(obj, ensure_ascii=False).encode().replace("café".encode(), b"caf\xe9"))
+    with pytest.raises(InputError, match=rf"{raw}: .*UTF-8.*\(in sample #4\)"):
+        convert(tmp_path, raw)

@@ -283,6 +283,7 @@ def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
     files = [f"results/sweep/pos1_layer2/{name}.pt" for name, *_ in SWEEP]
     files += [f"results/sweet_spot/pos{p}_layer{layer}.pt" for layer in range(3) for p in range(4)]
     split = {f: torch.load(wd / f, weights_only=True)["model_state_dict"] for f in files}
+    metrics = {f: without_times(json.loads((wd / f.replace(".pt", ".json")).read_text())["metrics"]) for f in files}
 
     # a recipe switch reruns the sweep jobs whose recipe it changes: the seed's three, not topk's
     config.write_text(config.read_text() + "sae: {activation: relu_topk}\n")
@@ -296,6 +297,32 @@ def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
     for f in files:
         one = torch.load(wd / f, weights_only=True)["model_state_dict"]
         assert all(torch.equal(one[key], value) for key, value in split[f].items()), f
+        assert without_times(json.loads((wd / f.replace(".pt", ".json")).read_text())["metrics"]) == metrics[f], f
+
+
+def without_times(doc):
+    """``doc`` without wall times and their statistics, which differ from run to run."""
+    if isinstance(doc, dict):
+        return {k: without_times(v) for k, v in doc.items() if "time" not in k and k != "source"}
+    if isinstance(doc, list):
+        return [without_times(v) for v in doc]
+    return doc
+
+
+def test_a_second_run_in_the_same_folder_is_refused_and_the_first_finishes(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "tiny.yaml").write_text(TINY.replace("sites: {", "sites: {train: {epochs: 1500}, "))
+    args = ("--configfile", "tiny.yaml")
+    first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=wd,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (wd / "results/logs/sites/all.log").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    second = snakemake(wd, *args, check=False)
+    assert second.returncode != 0 and "Directory cannot be locked" in second.stderr
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out[-3000:]
+    assert json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["n_sites"] == 12
 
 
 def test_a_sweep_at_several_sites(tmp_path):

@@ -110,6 +110,9 @@ def _decode(text: bytes, offset: int, path: str):
             raise InputError(f"{path}: invalid JSON at byte {offset + e.pos}: {e.msg}") from None
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 class _Reader:
     """A cursor over a memory-mapped JSON file that steps over or decodes one value at a time.
 
@@ -127,7 +130,7 @@ class _Reader:
             raise InputError(f"{path}: raw JSON file not found") from None
         except OSError as e:
             raise InputError(f"{path}: cannot open raw JSON file: {e.strerror}") from None
-        self._pos = 0
+        self._pos = len(UTF8_BOM) if self._buf[: len(UTF8_BOM)] == UTF8_BOM else 0  # a BOM is read past
         self._released = 0
 
     def close(self) -> None:
