@@ -168,6 +168,18 @@ def test_truncated_file_names_the_sample(tmp_path, raw_file):
         convert(tmp_path, raw)
 
 
+@pytest.mark.parametrize("tail, message", [
+    (b"", "expected ',' or '}' after the samples, found end of file"),
+    (b"}\n{}", "data after the end of the top-level object"),
+    (b', "samples": []}', "'samples' appears twice"),
+], ids=["cut after the samples", "trailing data", "samples twice"])
+def test_what_follows_the_samples_is_checked(tmp_path, raw_file, tail, message):
+    raw, _ = raw_file
+    raw.write_bytes(raw.read_bytes().rstrip()[:-1] + tail)  # the closing '}' replaced
+    with pytest.raises(InputError, match=message):
+        convert(tmp_path, raw)
+
+
 def test_invalid_json_inside_a_sample(tmp_path, raw_file):
     raw, _ = raw_file
     raw.write_text(raw.read_text().replace('"is_correct": false', '"is_correct": flase', 1))

@@ -297,7 +297,8 @@ class RawSamples:
 
 
 def _sample_spans(reader: _Reader) -> Iterator[tuple[int, int]]:
-    """The byte offset and length of each sample."""
+    """The byte offset and length of each sample; then the rest of the file is checked to be
+    valid JSON, so that a file cut or broken after the samples is refused too."""
     index = 0
     while True:
         try:
@@ -306,7 +307,14 @@ def _sample_spans(reader: _Reader) -> Iterator[tuple[int, int]]:
             raise InputError(f"{e} (in sample #{index})") from None
         index += 1
         if reader.expect(",]", "',' or ']' after a sample") == "]":
-            return
+            break
+    while reader.expect(",}", "',' or '}' after the samples") == ",":
+        key = reader.key()
+        if key in ("metadata", "samples"):
+            raise InputError(f"{reader.path}: '{key}' appears twice in the top-level object")
+        reader.value()
+    if reader.peek():
+        raise InputError(f"{reader.path}: invalid JSON at {reader.where()}: data after the end of the top-level object")
 
 
 def _parse_sample(job: tuple) -> Sample:
