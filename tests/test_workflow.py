@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from conftest import raw_dict, write_raw
@@ -538,3 +539,29 @@ def test_a_run_killed_with_sigkill_recovers_as_the_readme_says(tmp_path):
     assert not [p for p in (wd / "results").rglob(".*.tmp*")], "no temporary outlives the rerun"
     for pt in (wd / "results").rglob("*.pt"):
         torch.load(pt, weights_only=True)
+
+
+def test_sigterm_to_a_training_job_ends_it_cleanly_and_the_rerun_completes(tmp_path):
+    wd = copy_workflow(tmp_path / "wf")
+    (wd / "tiny.yaml").write_text(TINY.replace("sites: {", "sites: {train: {epochs: 3000}, "))
+    args = ("--configfile", "tiny.yaml")
+    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=wd,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    job, deadline = None, time.time() + 300
+    while job is None and time.time() < deadline:  # the sites job's script, once it trains
+        job = next((p for p in psutil.process_iter(["cmdline"])
+                    if any(str(wd) in part and "train_sites" in part for part in p.info["cmdline"] or [])), None)
+        log = wd / "results/logs/sites/all.log"
+        if job and not (log.exists() and "training" in log.read_text()):
+            job = None
+        time.sleep(0.2)
+    assert job, "test premise: the sites job is running"
+    job.send_signal(signal.SIGTERM)  # what Slurm sends at a time limit
+    job.wait(timeout=10)  # ended within seconds (its exit code: not a child of ours; see test_jobs)
+    out, _ = run.communicate(timeout=120)
+    assert run.returncode != 0
+    assert "stopped by SIGTERM" in (wd / "results/logs/sites/all.log").read_text()
+    assert not list((wd / "results/sweet_spot").glob("*.pt")) and not list((wd / "results").rglob(".*.tmp*"))
+    (wd / "tiny.yaml").write_text(TINY)
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["train_sites"] == 1 and not jobs["train_sweep"]
