@@ -1,8 +1,12 @@
 import os
+import subprocess
+import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import raw_dict, write_raw
 
 from codi_sae.atomic import atomic_path, save_torch, write_json
 from codi_sae.checkpoint import load_sae
@@ -50,7 +54,7 @@ def test_a_file_whose_pickle_would_run_code_is_refused_unrun(tmp_path, loader):
     torch.save({"activations": RunsCode(marker), "config": RunsCode(marker), "model_state_dict": {}}, path)
     load = {"split": load_split, "checkpoint": load_sae, "codes": load_codes}[loader]
     with pytest.raises(InputError, match=rf"{path}: not a readable .* \(UnpicklingError: it holds posix.system, "
-                                         "which loading could run or build: refused, nothing was run\)"):
+                                         r"which loading could run or build: refused, nothing was run\)"):
         load(path)
     assert not marker.exists()
 
@@ -70,3 +74,22 @@ def test_a_checkpoint_that_is_not_one_is_refused(tmp_path, content, message):
         torch.save(content, path)
     with pytest.raises(InputError, match=f"{path}: {message}"):
         load_sae(path)
+
+
+def test_a_full_disk_leaves_no_partial_output_and_names_the_file(tmp_path):
+    """The splits of a conversion written under a file-size limit (what a full disk does to a
+    writer): the job fails naming the file, and nothing is left at the outputs or beside them."""
+    raw = write_raw(tmp_path / "raw.json", raw_dict(n=40, H=64))
+    out = tmp_path / "out"
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
+        "from codi_sae.convert import convert_raw_json\n"
+        f"convert_raw_json({str(raw)!r}, {str(out / 'train.pt')!r}, {str(out / 'val.pt')!r}, {str(out / 'd.json')!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert proc.returncode != 0
+    assert f"could not write {out / 'train.pt'}: torch.save failed" in proc.stderr and "disk full" in proc.stderr
+    assert [p.name for p in out.iterdir()] == []

@@ -4,6 +4,7 @@ target, then rename."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -27,7 +28,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / path.name
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:  # a full disk, a file-size limit: say which output could not be written
+            if e.filename:
+                raise
+            raise OSError(e.errno, f"could not write {path}: {e.strerror or e}") from e
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -90,4 +96,8 @@ def save_torch(path: str | os.PathLike, obj) -> None:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:  # how torch's writer reports a short write
+            reason = str(e).strip().splitlines()[0]
+            raise OSError(errno.EIO, f"torch.save failed ({reason}); is the disk full?") from e
