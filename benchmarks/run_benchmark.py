@@ -75,7 +75,9 @@ def run_child(cmd: list[str], log: Path, cwd: Path | None = None) -> dict:
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)  # ru_maxrss: the child and its descendants
+        # ru_maxrss: the largest of the child and its descendants; it also counts this driver's
+        # RSS from before the child's exec (about 32 MB), a floor far below any stage's peak
+        _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:

@@ -59,8 +59,9 @@ def test_a_request_is_the_estimate_times_the_safety_factor_or_the_override_times
         est.check_fits(1000, 999, "rule x")
 
 
-# The job's own imports (Snakemake's script preamble included), then the work, in a child whose
-# peak RSS os.wait4 reports; workers=1 and threads=1 keep the whole job in that one process.
+# The job's own imports (Snakemake's script preamble included), then the work, in a child that
+# prints its peak RSS (VmHWM: its own, unlike ru_maxrss, which keeps the parent's from before
+# exec); workers=1 and threads=1 keep the whole job in that one process.
 CHILD = """
 import json, sys, snakemake, sklearn.linear_model, torch
 from codi_sae.convert import convert_raw_json
@@ -74,15 +75,15 @@ else:
     outs = [(f"{args['out']}/{p}_{l}.pt", f"{args['out']}/{p}_{l}.json") for p, l in sites]
     train_saes(args["out"] + "/train.pt", args["out"] + "/val.pt", sites, outs, latent_dim=args["d"], k=8,
                settings=TrainSettings(epochs=1, batch_size=256, device="cpu"), sites_per_batch=len(sites), threads=1)
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")))
 """
 
 
 def peak_mb(**args) -> float:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(args)],
-                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
-    _, status, usage = os.wait4(child.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return usage.ru_maxrss / 1024  # KiB on Linux
+    child = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert child.returncode == 0, child.stderr
+    return int(child.stdout.split()[-1]) / 1024  # kB
 
 
 # Two shapes: one whose peak is the interpreter's, one where the data and a large batched model
