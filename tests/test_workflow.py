@@ -310,22 +310,6 @@ def without_times(doc):
     return doc
 
 
-def test_a_second_run_in_the_same_folder_is_refused_and_the_first_finishes(tmp_path):
-    wd = copy_workflow(tmp_path / "wf")
-    (wd / "tiny.yaml").write_text(TINY.replace("sites: {", "sites: {train: {epochs: 1500}, "))
-    args = ("--configfile", "tiny.yaml")
-    first = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=wd,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while not (wd / "results/logs/sites/all.log").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    second = snakemake(wd, *args, check=False)
-    assert second.returncode != 0 and "Directory cannot be locked" in second.stderr
-    out, _ = first.communicate(timeout=600)
-    assert first.returncode == 0, out[-3000:]
-    assert json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["n_sites"] == 12
-
-
 def test_a_sweep_at_several_sites(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     config = wd / "tiny.yaml"
@@ -517,51 +501,54 @@ def test_report_shows_the_plots_in_a_browser(demo_report, category, result):
         assert re.search(rf'<iframe src="data:text/html;charset=utf8;filename={name};base64,PCFET0NUWVBF', app)
 
 
-def test_a_run_killed_with_sigkill_recovers_as_the_readme_says(tmp_path):
+def start_run(wd: Path, *args: str) -> subprocess.Popen:
+    """``snakemake --cores 2`` in the background, in a session of its own (to kill it whole)."""
+    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=wd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def sites_job_training(wd: Path, run: subprocess.Popen) -> psutil.Process:
+    """The sites job's process, once its log says it trains."""
+    log, deadline = wd / "results/logs/sites/all.log", time.time() + 300
+    while time.time() < deadline and run.poll() is None:
+        job = next((p for p in psutil.process_iter(["cmdline"])
+                    if any(str(wd) in part and "train_sites" in part for part in p.info["cmdline"] or [])), None)
+        if job and log.exists() and "training" in log.read_text():
+            return job
+        time.sleep(0.2)
+    raise AssertionError("test premise: the sites job is training")
+
+
+def test_interrupted_and_concurrent_runs(tmp_path):
+    """A second run in the same folder is refused; SIGTERM to a training job (a Slurm time limit)
+    ends it within seconds, keeping nothing; after kill -9 of the whole run, the README's recovery
+    (--unlock, then the same command) completes it without redoing finished jobs."""
     wd = copy_workflow(tmp_path / "wf")
     (wd / "tiny.yaml").write_text(TINY.replace("sites: {", "sites: {train: {epochs: 3000}, "))
     args = ("--configfile", "tiny.yaml")
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    run = subprocess.Popen(cmd, cwd=wd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    sites_log = wd / "results/logs/sites/all.log"
-    deadline = time.time() + 300
-    while not (sites_log.exists() and "training" in sites_log.read_text()) and time.time() < deadline:
-        time.sleep(0.2)
-    assert run.poll() is None, "test premise: the run is still training the sites"
-    os.killpg(run.pid, signal.SIGKILL)  # the whole run: snakemake and its jobs
-    run.wait()
+    no_leftovers = lambda: not list((wd / "results").rglob(".*.tmp*"))  # noqa: E731
 
+    run = start_run(wd, *args)
+    job = sites_job_training(wd, run)
+    second = snakemake(wd, *args, check=False)
+    assert second.returncode != 0 and "Directory cannot be locked" in second.stderr
+    job.send_signal(signal.SIGTERM)
+    job.wait(timeout=10)  # within seconds (its exit code: not our child; see test_jobs)
+    run.communicate(timeout=120)
+    assert run.returncode != 0 and "stopped by SIGTERM" in (wd / "results/logs/sites/all.log").read_text()
+    assert not list((wd / "results/sweet_spot").glob("*.pt")) and no_leftovers()
+
+    run = start_run(wd, *args)  # the rerun, killed whole while it trains
+    sites_job_training(wd, run)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
     locked = snakemake(wd, *args, check=False)  # what a user sees first
     assert locked.returncode != 0 and "removed with the --unlock argument" in locked.stderr
+    (wd / "tiny.yaml").write_text(TINY)  # quicker from here; the sites rerun either way
     snakemake(wd, "--unlock", *args)  # the README's recovery, word for word
     jobs = ran(snakemake(wd, *args))
     assert jobs["train_sites"] == 1 and not jobs["convert"] and not jobs["train_sweep"]  # finished jobs stay
-    assert not [p for p in (wd / "results").rglob(".*.tmp*")], "no temporary outlives the rerun"
+    assert no_leftovers()
     for pt in (wd / "results").rglob("*.pt"):
         torch.load(pt, weights_only=True)
-
-
-def test_sigterm_to_a_training_job_ends_it_cleanly_and_the_rerun_completes(tmp_path):
-    wd = copy_workflow(tmp_path / "wf")
-    (wd / "tiny.yaml").write_text(TINY.replace("sites: {", "sites: {train: {epochs: 3000}, "))
-    args = ("--configfile", "tiny.yaml")
-    run = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=wd,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    job, deadline = None, time.time() + 300
-    while job is None and time.time() < deadline:  # the sites job's script, once it trains
-        job = next((p for p in psutil.process_iter(["cmdline"])
-                    if any(str(wd) in part and "train_sites" in part for part in p.info["cmdline"] or [])), None)
-        log = wd / "results/logs/sites/all.log"
-        if job and not (log.exists() and "training" in log.read_text()):
-            job = None
-        time.sleep(0.2)
-    assert job, "test premise: the sites job is running"
-    job.send_signal(signal.SIGTERM)  # what Slurm sends at a time limit
-    job.wait(timeout=10)  # ended within seconds (its exit code: not a child of ours; see test_jobs)
-    out, _ = run.communicate(timeout=120)
-    assert run.returncode != 0
-    assert "stopped by SIGTERM" in (wd / "results/logs/sites/all.log").read_text()
-    assert not list((wd / "results/sweet_spot").glob("*.pt")) and not list((wd / "results").rglob(".*.tmp*"))
-    (wd / "tiny.yaml").write_text(TINY)
-    jobs = ran(snakemake(wd, *args))
-    assert jobs["train_sites"] == 1 and not jobs["train_sweep"]
+    assert json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["n_sites"] == 12
