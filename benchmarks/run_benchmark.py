@@ -103,19 +103,30 @@ def fastest(best: dict | None, new: dict) -> dict:
     return {**faster, "peak_mb": max(best["peak_mb"], new["peak_mb"]), "runs": best["runs"] + 1}
 
 
+def copy_workflow(dest: Path, git_ref: str | None = None) -> None:
+    """A fresh copy of the workflow's files: from the working tree, or from commit ``git_ref``."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    if git_ref:
+        names = [n for n in WORKFLOW_FILES if (REPO / n).exists()]
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", git_ref, *names], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        return
+    for name in WORKFLOW_FILES:
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, dest / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        elif (REPO / name).exists():
+            shutil.copy2(REPO / name, dest / name)
+
+
 def run_workflow(work: Path, raw: Path, mode: Mode) -> dict:
     """``snakemake --cores 2`` in a fresh copy of the workflow: first the seed's pipeline (raw JSON
     to the sites' plots and tables), then the rest of the default run (the use-case analyses), then
     a no-op rerun; job peaks."""
     wd = work / "workflow"
-    shutil.rmtree(wd, ignore_errors=True)
-    wd.mkdir()
-    for name in WORKFLOW_FILES:
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, wd / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif (REPO / name).exists():
-            shutil.copy2(REPO / name, wd / name)
+    copy_workflow(wd)
     (position, layer), (d, k) = mode.sweep_site, mode.sites_config
     config = {"train": {"epochs": mode.epochs},
               "sweep": {"position": position, "layer": layer,

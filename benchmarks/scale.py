@@ -31,7 +31,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from run_benchmark import ANALYSIS_JOBS, QUICK, SEED_TARGETS, WORKFLOW_FILES, job_stats, machine, run_child
+from run_benchmark import (ANALYSIS_JOBS, QUICK, SEED_TARGETS, WORKFLOW_FILES, copy_workflow, job_stats, machine,
+                           run_child)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -87,24 +88,6 @@ def requested(log: Path) -> dict[str, dict]:
 def tsv_row(path: Path) -> dict:
     with open(path) as f:
         return next(csv.DictReader(f, delimiter="\t"))
-
-
-def copy_workflow(dest: Path, git_ref: str | None) -> None:
-    """A fresh copy of the workflow's files: from the working tree, or from commit ``git_ref``."""
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    if git_ref:
-        names = [n for n in WORKFLOW_FILES if (REPO / n).exists()]
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", git_ref, *names], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-        return
-    for name in WORKFLOW_FILES:
-        if (REPO / name).is_dir():
-            shutil.copytree(REPO / name, dest / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        elif (REPO / name).exists():
-            shutil.copy2(REPO / name, dest / name)
 
 
 def snakemake(wd: Path, config: dict, log: Path, targets=()) -> dict:

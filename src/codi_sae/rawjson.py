@@ -376,8 +376,6 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
     if not finite.all():
         li, t, h = np.argwhere(~finite)[0]
         value = thoughts[names[li]][t][h]
-        if not isinstance(value, (int, float)):  # None converts to nan
-            _raise_bad_value(where, names[li], thoughts[names[li]])
         raise InputError(f"{where}: {names[li]}, position {t}, dim {h} is {value!r}, not a finite float32")
     return Sample(sid, is_correct, out, {key: sample.get(key) for key in PROBLEM_FIELDS})
 
@@ -389,7 +387,7 @@ def _raise_bad_value(where: str, name: str, rows: list) -> NoReturn:
     """Raise an InputError naming the first value of ``rows`` that float32 cannot hold."""
     for t, row in enumerate(rows):
         for h, value in enumerate(row):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if type(value) not in NUMBER_TYPES:
                 raise InputError(f"{where}: {name}, position {t}, dim {h} is {value!r}, not a number")
             if isinstance(value, int) and abs(value) > float(np.finfo(np.float32).max):
                 raise InputError(f"{where}: {name}, position {t}, dim {h} is an integer too large for float32")
