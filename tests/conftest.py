@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -49,3 +50,13 @@ def raw_file(tmp_path):
     """A valid tiny raw JSON (10 problems, layers 0-2, 4 positions, 8 dims) and its object."""
     obj = raw_dict()
     return write_raw(tmp_path / "raw.json", obj), obj
+
+
+class RunsCode:
+    """A pickle that would run a shell command when loaded without weights_only."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)

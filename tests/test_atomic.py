@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import raw_dict, write_raw
+from conftest import RunsCode, raw_dict, write_raw
 
 from codi_sae.atomic import atomic_path, save_torch, write_json
 from codi_sae.checkpoint import load_sae
@@ -36,16 +36,6 @@ def test_json_is_never_written_with_nan(tmp_path):
     with pytest.raises(ValueError):
         write_json(tmp_path / "m.json", {"fvu": float("nan")})
     assert list(tmp_path.iterdir()) == []
-
-
-class RunsCode:
-    """A pickle that would run a shell command when loaded without weights_only."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 @pytest.mark.parametrize("loader", ["split", "checkpoint", "codes"])

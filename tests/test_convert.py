@@ -8,7 +8,7 @@ import torch
 from conftest import raw_dict, write_raw
 
 from codi_sae.convert import convert_raw_json
-from codi_sae.data import load_split, site_rows
+from codi_sae.data import load_split, load_splits, site_rows
 from codi_sae.errors import InputError
 from codi_sae.rawjson import read_header
 from codi_sae.split import train_val_indices
@@ -199,6 +199,27 @@ def test_split_file_errors(tmp_path):
     torn.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(InputError, match="torn.pt: not a readable split file"):
         load_split(torn)
+
+
+def test_splits_of_another_shape_or_conversion_are_refused(tmp_path):
+    """A split whose parts disagree, or a validation split from another conversion, is refused."""
+    for name, H in (("a", 8), ("b", 6)):
+        convert_raw_json(write_raw(tmp_path / f"{name}.json", raw_dict(H=H)), tmp_path / name / "train.pt",
+                         tmp_path / name / "val.pt", tmp_path / name / "info.json")
+    train, val, other = tmp_path / "a/train.pt", tmp_path / "a/val.pt", tmp_path / "b/val.pt"
+    assert load_splits(train, val)
+    with pytest.raises(InputError, match=rf"{other}: not the validation split of {train} \(source"):
+        load_splits(train, other)
+    for change, message in [
+        (lambda s: s.update(activations=s["activations"][:, :4]), "vectors have 4 dims, its config says hidden_dim 8"),
+        (lambda s: s["metadata"].update(layers=[0]), "labels 1 rows with layers, but holds 96"),
+        (lambda s: s.update(activations=s["activations"].long()), "activations are not a 2-D float tensor"),
+    ]:
+        split = torch.load(train, weights_only=True)
+        change(split)
+        torch.save(split, tmp_path / "changed.pt")
+        with pytest.raises(InputError, match=rf"changed.pt: split file('s)? {message}"):
+            load_split(tmp_path / "changed.pt")
 
 
 def test_one_problem_is_refused_with_the_file_named(tmp_path):

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 import torch
-from conftest import raw_dict, write_raw
+from conftest import RunsCode, raw_dict, write_raw
 
 import codi_sae
 from codi_sae.checkpoint import load_sae
@@ -272,11 +272,13 @@ def test_incremental_rebuilds(demo_run):
 
 
 def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
+    """Sweep jobs per config and site jobs per layer, with other batches of sites: the same
+    tensors and metrics (timings aside) as a second run with one job each."""
     wd = copy_workflow(tmp_path / "wf")
     config = wd / "tiny.yaml"
     config.write_text(TINY)
     edit(config, "sweep: {position: 1, layer: 2,", "sweep: {jobs: per_config, position: 1, layer: 2,")
-    edit(config, "sites: {sites_per_batch: 5}", "sites: {sites_per_batch: 5, jobs: per_layer}")
+    edit(config, "sites: {sites_per_batch: 5}", "sites: {sites_per_batch: 2, jobs: per_layer}")
     args = ("--configfile", "tiny.yaml")
     jobs = ran(snakemake(wd, *args))
     assert jobs["train_sweep"] == 4 and jobs["train_sites"] == 3  # one per sweep entry, one per layer
@@ -507,48 +509,81 @@ def start_run(wd: Path, *args: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def sites_job_training(wd: Path, run: subprocess.Popen) -> psutil.Process:
-    """The sites job's process, once its log says it trains."""
-    log, deadline = wd / "results/logs/sites/all.log", time.time() + 300
+def job_process(wd: Path, run: subprocess.Popen, script: str, log: str | None = None,
+                says: str = "") -> psutil.Process:
+    """The process of ``run``'s job that runs ``script``, once its ``log`` holds ``says``."""
+    deadline = time.time() + 300
     while time.time() < deadline and run.poll() is None:
         job = next((p for p in psutil.process_iter(["cmdline"])
-                    if any(str(wd) in part and "train_sites" in part for part in p.info["cmdline"] or [])), None)
-        if job and log.exists() and "training" in log.read_text():
+                    if any(str(wd) in part and script in part for part in p.info["cmdline"] or [])), None)
+        if job and (log is None or (wd / log).exists() and says in (wd / log).read_text()):
             return job
-        time.sleep(0.2)
-    raise AssertionError("test premise: the sites job is training")
+        time.sleep(0.02)
+    raise AssertionError(f"test premise: a {script} job is running")
+
+
+def sites_job_training(wd: Path, run: subprocess.Popen) -> psutil.Process:
+    return job_process(wd, run, "train_sites", "results/logs/sites/all.log", "training")
+
+
+def kill_whole_run(run: subprocess.Popen) -> None:
+    """``kill -9`` of snakemake and every job it started."""
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
 
 
 def test_interrupted_and_concurrent_runs(tmp_path):
-    """A second run in the same folder is refused; SIGTERM to a training job (a Slurm time limit)
-    ends it within seconds, keeping nothing; after kill -9 of the whole run, the README's recovery
-    (--unlock, then the same command) completes it without redoing finished jobs."""
+    """kill -9 of the whole run during conversion, training and plotting: after the README's
+    recovery (--unlock, then the same command) the run completes without redoing finished jobs.
+    A second run in the same folder is refused; SIGTERM to a training job (a Slurm time limit)
+    ends it within seconds, keeping nothing. A split replaced by a file that is not ours is
+    refused, and what its pickle would run never runs."""
     wd = copy_workflow(tmp_path / "wf")
     (wd / "tiny.yaml").write_text(TINY.replace("sites: {", "sites: {train: {epochs: 3000}, "))
     args = ("--configfile", "tiny.yaml")
     no_leftovers = lambda: not list((wd / "results").rglob(".*.tmp*"))  # noqa: E731
+    splits = [wd / "results/data" / name for name in ("train_activations.pt", "val_activations.pt")]
+
+    run = start_run(wd, *args)  # killed whole while it converts
+    job_process(wd, run, "convert", "results/logs/convert.log", "read ")
+    kill_whole_run(run)
+    locked = snakemake(wd, *args, check=False)  # what a user sees first
+    assert locked.returncode != 0 and "removed with the --unlock argument" in locked.stderr
+    snakemake(wd, "--unlock", *args)  # the README's recovery, word for word
 
     run = start_run(wd, *args)
     job = sites_job_training(wd, run)
+    assert all(split.exists() for split in splits)
     second = snakemake(wd, *args, check=False)
     assert second.returncode != 0 and "Directory cannot be locked" in second.stderr
     job.send_signal(signal.SIGTERM)
     job.wait(timeout=10)  # within seconds (its exit code: not our child; see test_jobs)
-    run.communicate(timeout=120)
+    out, _ = run.communicate(timeout=120)
     assert run.returncode != 0 and "stopped by SIGTERM" in (wd / "results/logs/sites/all.log").read_text()
     assert not list((wd / "results/sweet_spot").glob("*.pt")) and no_leftovers()
+    assert "rule demo_data:" not in out  # finished before the kill
 
-    run = start_run(wd, *args)  # the rerun, killed whole while it trains
+    run = start_run(wd, *args)  # killed whole while it trains
     sites_job_training(wd, run)
-    os.killpg(run.pid, signal.SIGKILL)
-    run.wait()
-    locked = snakemake(wd, *args, check=False)  # what a user sees first
-    assert locked.returncode != 0 and "removed with the --unlock argument" in locked.stderr
+    kill_whole_run(run)
     (wd / "tiny.yaml").write_text(TINY)  # quicker from here; the sites rerun either way
-    snakemake(wd, "--unlock", *args)  # the README's recovery, word for word
+    snakemake(wd, "--unlock", *args)
+    run = start_run(wd, *args)  # killed whole while it plots the sites
+    job_process(wd, run, "plot_sites")
+    kill_whole_run(run)
+    snakemake(wd, "--unlock", *args)
     jobs = ran(snakemake(wd, *args))
-    assert jobs["train_sites"] == 1 and not jobs["convert"] and not jobs["train_sweep"]  # finished jobs stay
+    assert jobs["plot_sites"] == 1 and not jobs["train_sites"] and not jobs["convert"]  # finished jobs stay
     assert no_leftovers()
     for pt in (wd / "results").rglob("*.pt"):
         torch.load(pt, weights_only=True)
+    for png in (wd / "results").rglob("*.png"):
+        assert png.read_bytes().startswith(b"\x89PNG") and png.read_bytes().endswith(b"IEND\xaeB`\x82"), png
     assert json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["n_sites"] == 12
+
+    marker = wd / "pickle_ran"
+    torch.save({"activations": RunsCode(marker)}, splits[0])  # a newer split: everything after it reruns
+    refused = snakemake(wd, *args, check=False)
+    assert refused.returncode != 0 and not marker.exists()
+    assert re.search(r"train_activations\.pt: .*nothing was run", refused.stderr), refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr

@@ -17,7 +17,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from .atomic import write_json
-from .data import load_split, site_rows
+from .data import load_splits, site_rows
 from .metrics import ReconStats
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ def write_baselines(train_pt: str | os.PathLike, val_pt: str | os.PathLike, site
                     ks: list[int], out: str | os.PathLike) -> dict:
     """Both baselines at every site, for every K in ``ks``:
     ``{"ks", "n_train", "n_val", "sites": {"<layer>": {"<pos>": site_baselines(...)}}}``."""
-    train, val = load_split(train_pt), load_split(val_pt)
+    train, val = load_splits(train_pt, val_pt)
     doc = {"ks": sorted(ks), "sites": {}}
     for position, layer in sites:
         x_train, x_val = site_rows(train, train_pt, [(position, layer)])[0], site_rows(val, val_pt, [(position, layer)])[0]

@@ -17,7 +17,7 @@ import torch
 
 from .atomic import load_torch, save_torch
 from .checkpoint import load_sae
-from .data import load_split, site_rows
+from .data import load_splits, site_rows
 from .sae import TopKAutoencoder
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ def codes_sparse(codes: dict) -> torch.Tensor:
 def write_site_codes(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sites: list[tuple[int, int]],
                      checkpoints: list[str | os.PathLike], outputs: list[str | os.PathLike]) -> None:
     """Encode every problem (train, then validation) at each site with its checkpoint."""
-    splits = {"train": (load_split(train_pt), train_pt), "val": (load_split(val_pt), val_pt)}
+    train, val = load_splits(train_pt, val_pt)
+    splits = {"train": (train, train_pt), "val": (val, val_pt)}
     for site, ckpt_path, out in zip(sites, checkpoints, outputs):
         model, ckpt = load_sae(ckpt_path)
         parts = [(name, split["problems"]["ids"], site_rows(split, path, [site])[0])

@@ -12,14 +12,37 @@ from .errors import InputError
 
 
 def load_split(path: str | os.PathLike) -> dict:
-    """A split file, memory-mapped (only the rows used are read), checked for its keys."""
+    """A split file, memory-mapped (only the rows used are read), checked for its keys and that
+    its activations, row labels and recorded hidden size agree."""
     payload = load_torch(path, "split file", mmap=True)
     if not isinstance(payload, dict):
         raise InputError(f"{path}: split file holds a {type(payload).__name__}, not a dict")
     for key in ("activations", "metadata", "config"):
         if key not in payload:
             raise InputError(f"{path}: split file has no '{key}' key")
+    acts, meta, config = payload["activations"], payload["metadata"], payload["config"]
+    if not (isinstance(acts, torch.Tensor) and acts.dim() == 2 and acts.is_floating_point()):
+        raise InputError(f"{path}: split file's activations are not a 2-D float tensor")
+    if not (isinstance(meta, dict) and isinstance(config, dict)):
+        raise InputError(f"{path}: split file's metadata and config are not dicts")
+    for key in ("layers", "positions"):
+        if len(meta.get(key, ())) != acts.shape[0]:
+            raise InputError(f"{path}: split file labels {len(meta.get(key, ()))} rows with {key}, "
+                             f"but holds {acts.shape[0]}")
+    if config.get("hidden_dim") != acts.shape[1]:
+        raise InputError(f"{path}: split file's vectors have {acts.shape[1]} dims, "
+                         f"its config says hidden_dim {config.get('hidden_dim')}")
     return payload
+
+
+def load_splits(train_pt: str | os.PathLike, val_pt: str | os.PathLike) -> tuple[dict, dict]:
+    """The train and validation splits (``load_split``), checked to come from one conversion."""
+    train, val = load_split(train_pt), load_split(val_pt)
+    for key in ("source", "layers", "n_positions", "hidden_dim", "train_fraction", "split_seed"):
+        if train["config"].get(key) != val["config"].get(key):
+            raise InputError(f"{val_pt}: not the validation split of {train_pt} ({key} "
+                             f"{val['config'].get(key)!r}, not {train['config'].get(key)!r})")
+    return train, val
 
 
 def site_rows(payload: dict, path: str | os.PathLike, sites: list[tuple[int, int]]) -> torch.Tensor:

@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 from .atomic import write_json
 from .baselines import fit_pca
 from .codes import codes_dense, load_codes
-from .data import load_split, site_rows
+from .data import load_splits, site_rows
 from .errors import InputError
 from .parallel import map_in_order
 
@@ -132,7 +132,7 @@ def _load_splits(train_pt: str | os.PathLike, val_pt: str | os.PathLike, workers
     if workers > 1:
         threadpool_limits(1)
         torch.set_num_threads(1)
-    _splits[:] = [(load_split(path), path) for path in (train_pt, val_pt)]
+    _splits[:] = zip(load_splits(train_pt, val_pt), (train_pt, val_pt))
 
 
 def _probe_job(job: tuple) -> dict:

@@ -10,7 +10,7 @@ import torch
 
 from .backprop import BankStep
 from .checkpoint import provenance, save_sae
-from .data import load_split, site_rows
+from .data import load_splits, site_rows
 from .errors import InputError
 from .metrics import BankStats
 from .parallel import run_in_threads
@@ -127,7 +127,7 @@ def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_bat
     on one core: small matmuls scale better that way than split across cores. On CUDA, one
     after another. The process's torch thread count is restored on return.
     """
-    train, val = load_split(train_pt), load_split(val_pt)
+    train, val = load_splits(train_pt, val_pt)
     made_by = provenance(train_split=train_pt, val_split=val_pt)
     H = train["activations"].shape[1]
     batches = [(job, job.sites[b : b + sites_per_batch], job.outputs[b : b + sites_per_batch])
