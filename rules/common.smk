@@ -16,6 +16,7 @@ from codi_sae.saeconfig import entry_name, entry_recipe, entry_train, sae_job
 from codi_sae.workflow import (
     DEMO_JSON,
     DEMO_TRUTH,
+    EXTRACT_JSON,
     check_config,
     data_shape,
     module_files,
@@ -40,6 +41,7 @@ SPLITS = {
     "val": "results/data/val_activations.pt",
 }
 SAE = config["sae"]
+EXTRACT = config["extract"]
 LOGS = "results/logs"
 BENCH = "results/benchmarks"  # time and peak memory of every job
 RESOURCES = config["resources"]

@@ -26,6 +26,50 @@ rule demo_data:
         "../scripts/demo_data.py"
 
 
+if EXTRACT:
+
+    rule extract:
+        input:
+            checkpoint=EXTRACT["checkpoint"],
+            base_model=EXTRACT["base_model"],
+            problems=EXTRACT["problems"],
+            code=pkg("extract"),
+        output:
+            raw=EXTRACT_JSON,
+        log:
+            f"{LOGS}/extract.log",
+        benchmark:
+            f"{BENCH}/extract.tsv"
+        conda:
+            "../envs/extract.yaml"
+        threads: config["resources"]["extract_threads"]
+        resources:
+            **asks(
+                "extract",
+                lambda wildcards, threads: estimate.extract_mb(
+                    SHAPE,
+                    MODEL_PARAMS,
+                    EXTRACT["batch_size"],
+                    EXTRACT["max_new_tokens"],
+                    gpu=on_gpu(EXTRACT),
+                ),
+                lambda wildcards, threads: estimate.extract_minutes(
+                    SHAPE,
+                    MODEL_PARAMS,
+                    EXTRACT["max_new_tokens"],
+                    threads=threads,
+                    gpu=on_gpu(EXTRACT),
+                ),
+            ),
+            gpu=GPU,
+        params:
+            extract={
+                k: v for k, v in EXTRACT.items() if k not in ("batch_size", "device")
+            },
+        script:
+            "../scripts/extract.py"
+
+
 rule convert:
     input:
         raw=DATA.raw_json,
@@ -52,6 +96,11 @@ rule convert:
         ),
     params:
         split=config["split"],
+        expect={
+            "layers": list(DATA.layers),
+            "n_positions": DATA.n_positions,
+            "hidden_dim": DATA.hidden_dim,
+        },
     script:
         "../scripts/convert.py"
 

@@ -1,8 +1,18 @@
 # What each queued job asks the scheduler for: mem_mb and runtime estimated from the data's
 # shape and the job's SAEs (codi_sae.resources; README "Resources").
 from codi_sae import resources as estimate
+from codi_sae.extract import model_dims
 
 SHAPE = DATA.size
+MODEL_PARAMS = (
+    estimate.lm_params(
+        len(DATA.layers),
+        DATA.hidden_dim,
+        model_dims(EXTRACT["base_model"]).vocab_size,
+    )
+    if EXTRACT
+    else 0
+)
 
 
 def site_batches(d, n_sites):

@@ -13,6 +13,7 @@ run_job(
         sm.output.info,
         problems_out=sm.output.problems,
         workers=sm.threads,
+        expect=sm.params.expect,
         **sm.params.split,
     ),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,13 @@ def test_quick_benchmark_reports_every_row(tmp_path):
     assert data["workflow"]["jobs"], "no Snakemake benchmark TSV was read"
     assert (tmp_path / "seed/plots/reconstruction_loss.png").exists()
     assert (tmp_path / "seed/plots/feature_death_rate.png").exists()
+
+
+def test_quick_extraction_benchmark_reports_every_row(tmp_path):
+    pytest.importorskip("transformers")
+    results = tmp_path / "EXTRACTION.md"
+    cmd = [sys.executable, "benchmarks/extraction.py", "--quick", "--work", str(tmp_path), "--results", str(results)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = [line for line in results.read_text().splitlines() if re.match(r"\| (1|16) \| (1|16) \|", line)]
+    assert len(rows) == 4 and "random weights" in results.read_text()

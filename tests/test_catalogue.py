@@ -60,7 +60,8 @@ def expected_latent(x: np.ndarray, j: int, ids: list, problems: dict, top: int, 
         "max_activation": float(np.abs(x[active]).max()) if len(active) else None,
         "correlation_is_correct": None if constant else float(np.corrcoef(x, y)[0, 1]),
         "top_problems": [{"id": ids[i], "activation": float(x[i]), "is_correct": problems[ids[i]]["is_correct"],
-                          "question": None if s is None else s[:excerpt]} for i, s in zip(order, q)],
+                          "question": None if s is None else s[:excerpt], "thought_tokens": None}
+                         for i, s in zip(order, q)],
     }
 
 
@@ -76,6 +77,7 @@ def test_a_hand_made_site():
     # problem:   0: latent 0 at -3, latent 1 at 1; 1: latent 0 at 2; 2: latent 2 at 0.5, latent 0 at -1; 3: none
     codes = make_codes([[0, 1], [0, -1], [2, 0], [-1, -1]], [[-3, 1], [2, 0], [0.5, -1], [0, 0]], [10, 11, 12, 13], 4)
     problems = make_problems([10, 11, 12, 13], [1, 0, 1, 0], ["a" * 150, None, "c", "d"])
+    problems[10]["thought_tokens"] = [[f"p{p}t{t}" for t in range(5)] for p in range(6)]  # extraction's top tokens
     cat = site_catalogue(codes, problems, top=2, excerpt=100)
     assert {k: cat[k] for k in ("position", "layer", "latent_dim", "k", "recipe", "activation", "n_problems",
                                 "n_dead")} == {"position": 3, "layer": 8, "latent_dim": 4, "k": 2, "recipe": "seed",
@@ -83,10 +85,13 @@ def test_a_hand_made_site():
     zero, one, two, three = cat["latents"]
     assert (zero["frequency"], zero["mean_activation"], zero["max_activation"]) == (0.75, 2.0, 3.0)
     assert zero["correlation_is_correct"] == pytest.approx(np.corrcoef([-3, 2, -1, 0], [1, 0, 1, 0])[0, 1])
-    assert zero["top_problems"] == [{"id": 10, "activation": -3.0, "is_correct": True, "question": "a" * 100},
-                                    {"id": 11, "activation": 2.0, "is_correct": False, "question": None}]
+    assert zero["top_problems"] == [{"id": 10, "activation": -3.0, "is_correct": True, "question": "a" * 100,
+                                     "thought_tokens": ["p3t0", "p3t1", "p3t2", "p3t3", "p3t4"]},  # position 3's
+                                    {"id": 11, "activation": 2.0, "is_correct": False, "question": None,
+                                     "thought_tokens": None}]
     assert (one["frequency"], one["mean_activation"], one["max_activation"]) == (0.25, 1.0, 1.0)
-    assert two["top_problems"] == [{"id": 12, "activation": 0.5, "is_correct": True, "question": "c"}]
+    assert two["top_problems"] == [{"id": 12, "activation": 0.5, "is_correct": True, "question": "c",
+                                    "thought_tokens": None}]
     assert three == {"latent": 3, "dead": True, "frequency": 0.0, "mean_activation": None, "max_activation": None,
                      "correlation_is_correct": None, "top_problems": []}
     assert sum(lat["frequency"] * cat["n_problems"] for lat in cat["latents"]) == 5
@@ -197,9 +202,13 @@ class Structure(html.parser.HTMLParser):
             self.scripts.append(data)
 
 
-def catalogue_files(tmp_path, sites, n=30, d=12, questions=None) -> list:
+def catalogue_files(tmp_path, sites, n=30, d=12, questions=None, tokens=False) -> list:
+    """Catalogues of random codes; with ``tokens``, even problems carry the top tokens of their thoughts."""
     rng = np.random.default_rng(5)
     problems = make_problems(range(n), rng.random(n) < 0.5, questions)
+    if tokens:
+        for i in range(0, n, 2):
+            problems[i]["thought_tokens"] = [[f"<{i}.{p}.{t}>" for t in range(5)] for p in range(2)]
     files = []
     for position, layer in sites:
         codes = random_codes(rng, n, d, 4, alive=np.arange(d - 2), ids=range(n), position=position, layer=layer)
@@ -296,7 +305,7 @@ document.body.appendChild(out);
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed")
 def test_page_renders_sorts_filters_and_shows_top_problems_in_chromium(tmp_path):
     sites = [(1, 1), (0, 0)]
-    files = catalogue_files(tmp_path, sites, questions=[NASTY] * 30)
+    files = catalogue_files(tmp_path, sites, questions=[NASTY] * 30, tokens=True)
     catalogue_page(files, {"synthetic": True}, tmp_path / "p.html")
     dom = render((tmp_path / "p.html").read_text(), tmp_path, HARNESS)
     first, second = (read_json(f) for f in (files[1], files[0]))  # the selector's order: position, then layer
@@ -310,4 +319,6 @@ def test_page_renders_sorts_filters_and_shows_top_problems_in_chromium(tmp_path)
     assert [int(r[0]) for r in result["alive"]] == [lat["latent"] for lat in by_frequency if not lat["dead"]]
     chosen = by_frequency[0]
     assert result["top"] == [[str(p["id"]), str(float(f"{p['activation']:.4g}")).removesuffix(".0"),
-                              "yes" if p["is_correct"] else "no", NASTY[:100]] for p in chosen["top_problems"]]
+                              "yes" if p["is_correct"] else "no", NASTY[:100],
+                              " | ".join(f"<{p['id']}.1.{t}>" for t in range(5)) if p["id"] % 2 == 0 else "\u2013"]
+                             for p in chosen["top_problems"]]

@@ -250,7 +250,7 @@ def test_problems_table(tmp_path):
     assert table[5] == {"id": sample["id"], "split": table[5]["split"], "is_correct": sample["is_correct"],
                         "question": sample["question"], "ground_truth": sample["ground_truth"],
                         "ground_truth_text": sample["ground_truth_text"], "prediction": sample["prediction"],
-                        "prediction_text": sample["prediction_text"]}
+                        "prediction_text": sample["prediction_text"], "thought_tokens": None}
     assert table[3]["question"] is None and table[3]["prediction_text"] is None
 
 

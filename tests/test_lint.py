@@ -1,6 +1,8 @@
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,13 +26,15 @@ def test_snakefmt_check_is_clean():
 
 
 RULES = """
-import json
+import json, sys
 from pathlib import Path
 from snakemake.api import SnakemakeApi
-from snakemake.settings.types import OutputSettings, ResourceSettings
+from snakemake.settings.enums import Quietness
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
-with SnakemakeApi(OutputSettings(quiet=True)) as api:
-    workflow = api.workflow(resource_settings=ResourceSettings(), snakefile=Path("Snakefile"), workdir=Path("."))
+with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+    workflow = api.workflow(resource_settings=ResourceSettings(), config_settings=ConfigSettings(
+        config=json.loads(sys.argv[1])), snakefile=Path("Snakefile"), workdir=Path("."))
     rules = {
         rule.name: {
             "script": str(Path(rule.snakefile).parent / rule.script),
@@ -61,9 +65,21 @@ print(json.dumps({"modules": sorted(n.split(".")[1] for n in loaded), "third_par
 
 
 def rules() -> dict:
-    proc = subprocess.run([sys.executable, "-c", RULES], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1])
+    """Every rule with a script, the extract rule included (it exists when extract: is set; here
+    over a model that is only a config.json, which is all the workflow reads before its job)."""
+    model = Path(tempfile.mkdtemp())
+    (model / "config.json").write_text('{"model_type": "gpt2", "n_layer": 2, "n_embd": 8, "vocab_size": 40}')
+    (model / "problems.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n' * 5)
+    extract = {"extract": {"checkpoint": str(model), "base_model": str(model), "problems": str(model / "problems.jsonl")},
+               "sweep": {"position": 0, "layer": 1}}
+    found = {}
+    for config in ({}, extract):
+        proc = subprocess.run([sys.executable, "-c", RULES, json.dumps(config)], cwd=REPO, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        found.update(json.loads(proc.stdout.splitlines()[-1]))
+    shutil.rmtree(model)
+    assert "extract" in found
+    return found
 
 
 @pytest.mark.parametrize("name, rule", rules().items())

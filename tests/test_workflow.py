@@ -587,3 +587,35 @@ def test_interrupted_and_concurrent_runs(tmp_path):
     assert refused.returncode != 0 and not marker.exists()
     assert re.search(r"train_activations\.pt: .*nothing was run", refused.stderr), refused.stderr[-3000:]
     assert "Traceback" not in refused.stderr
+
+
+def test_the_workflow_from_a_model(tmp_path):
+    """extract: set: the rule writes the raw JSON from the model, and everything downstream runs on
+    it; the shape comes from the model's config before the file exists; settings that change the
+    thoughts rerun the extraction, batch_size and device do not."""
+    pytest.importorskip("transformers")
+    from conftest import write_tiny_codi
+
+    checkpoint, base, problems = write_tiny_codi(tmp_path / "model", n_problems=20)
+    wd = copy_workflow(tmp_path / "wf")
+    extract = f"{{checkpoint: {checkpoint}, base_model: {base}, problems: {problems}, latent_steps: 3, max_new_tokens: 4"
+    config = wd / "model.yaml"
+    tiny = TINY.split("\n", 2)[2].replace("layer: 2,", "layer: 1,")  # TINY less its demo: line, at a layer of the model's
+    config.write_text(tiny + f"extract: {extract}}}\n")
+    args = ("--configfile", "model.yaml")
+    jobs = ran(snakemake(wd, *args))
+    assert jobs["extract"] == 1 and not jobs["demo_data"] and jobs["train_sites"] == 1
+    raw = json.loads((wd / "results/extract/thoughts.json").read_text())
+    assert (raw["metadata"]["n_tokens"], raw["metadata"]["hidden_dim"], len(raw["samples"])) == (3, 16, 20)
+    info = json.loads((wd / "results/data/dataset.json").read_text())
+    assert info["synthetic"] and info["layers"] == [0, 1] and info["n_positions"] == 3
+    assert len(list((wd / "results/sweet_spot").glob("pos*_layer*.pt"))) == 6
+    catalogue = json.loads((wd / "results/catalogue/pos2_layer1.json").read_text())
+    tops = [p for lat in catalogue["latents"] for p in lat["top_problems"]]
+    assert tops and all(p["thought_tokens"] == raw["samples"][p["id"]]["thought_tokens"][2] for p in tops)
+    assert "SYNTHETIC" in (wd / "results/report/catalogue.html").read_text()
+
+    config.write_text(config.read_text().replace("max_new_tokens: 4", "max_new_tokens: 4, batch_size: 3, device: cpu"))
+    assert "Nothing to be done" in snakemake(wd, *args, "-n").stdout
+    config.write_text(config.read_text().replace("latent_steps: 3", "latent_steps: 3, convention: codi"))
+    assert ran(snakemake(wd, *args, "-n"))["extract"] == 1

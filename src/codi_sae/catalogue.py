@@ -114,6 +114,8 @@ SCRIPT = """
       const q = tr.insertCell();
       q.className = "question";
       q.textContent = problems.questions[p] === null ? "(no question)" : problems.questions[p];
+      const tokens = problems.tokens[p][String(s.position)];
+      cell(tr, tokens ? tokens.join(" | ") : "\u2013");
     }
   }
   select.addEventListener("change", () => { state.site = Number(select.value); state.chosen = null; render(); });
@@ -152,8 +154,8 @@ def load_problems(path: str | os.PathLike) -> dict[int, dict]:
 def site_catalogue(codes: dict, problems: dict[int, dict], top: int = 10, excerpt: int = 100) -> dict:
     """One site's catalogue, ``{"position", "layer", "latent_dim", "k", "recipe", "activation", "n_problems",
     "n_dead", "latents": [per latent 0..d-1 {"latent", "dead", "frequency", "mean_activation", "max_activation",
-    "correlation_is_correct", "top_problems": [{"id", "activation", "is_correct", "question"}]}]}`` (see the
-    module docstring); ``problems`` maps problem id -> its row of the problems table."""
+    "correlation_is_correct", "top_problems": [{"id", "activation", "is_correct", "question", "thought_tokens"}]}]}``
+    (see the module docstring); ``problems`` maps problem id -> its row of the problems table."""
     ids = [int(p) for p in codes["problem_ids"]]
     missing = [p for p in ids if p not in problems]
     if missing:
@@ -186,13 +188,15 @@ def site_catalogue(codes: dict, problems: dict[int, dict], top: int = 10, excerp
     order = np.lexsort((rows, -magnitude, latent))  # by latent, then |activation| desc, then row
     starts = np.cumsum(count) - count
 
+    cfg = codes["config"]
+
     def problem(entry: int) -> dict:
         p = problems[ids[rows[entry]]]
-        question = p.get("question")
+        question, tokens = p.get("question"), p.get("thought_tokens")
         return {"id": p["id"], "activation": float(value[entry]), "is_correct": p["is_correct"],
-                "question": None if question is None else question[:excerpt]}
+                "question": None if question is None else question[:excerpt],
+                "thought_tokens": tokens[cfg["position"]] if tokens else None}
 
-    cfg = codes["config"]
     return {
         "position": cfg["position"], "layer": cfg["layer"], "latent_dim": d, "k": cfg["k"],
         "recipe": cfg["recipe"], "activation": cfg.get("activation"), "n_problems": n,
@@ -224,18 +228,21 @@ def _round(x: float | None) -> float | None:
 
 
 def page_data(catalogues: list[dict]) -> dict:
-    """The catalogues as the page embeds them: ``{"problems": {"ids", "correct", "questions"}, "index_bytes",
+    """The catalogues as the page embeds them: ``{"problems": {"ids", "correct", "questions", "tokens"}, "index_bytes",
     "sites": [{the site's fields; per latent "count", "mean", "max", "corr", "ntop"; "top_problem", "top_activation":
     every latent's top problems in turn, as base64 of little-endian problem indices (``index_bytes`` each) and
     float32 activations}]}``."""
-    index, problems = {}, {"ids": [], "correct": [], "questions": []}
-    for lat in (lat for cat in catalogues for lat in cat["latents"]):
-        for p in lat["top_problems"]:
+    index, problems = {}, {"ids": [], "correct": [], "questions": [], "tokens": []}
+    for cat in catalogues:
+        for p in (p for lat in cat["latents"] for p in lat["top_problems"]):
             if p["id"] not in index:
                 index[p["id"]] = len(index)
                 problems["ids"].append(p["id"])
                 problems["correct"].append(int(p["is_correct"]))
                 problems["questions"].append(p["question"])
+                problems["tokens"].append({})
+            if p.get("thought_tokens"):  # per position: what the thought there decodes to
+                problems["tokens"][index[p["id"]]][str(cat["position"])] = p["thought_tokens"]
     index_type = "<u2" if len(index) <= 1 << 16 else "<u4"
     sites = []
     for cat in catalogues:
@@ -279,7 +286,7 @@ def catalogue_page(catalogue_files: list[str | os.PathLike], dataset: dict, out_
         "<noscript><p class='warning'>This page needs JavaScript.</p></noscript>"
         f"<div class='panes'><div><table id='latents'><thead><tr>{headers}</tr></thead><tbody></tbody></table></div>"
         "<div><h2 id='detail-title'></h2><table id='top'><thead><tr><th>Problem</th><th>Activation</th>"
-        "<th>Correct</th><th class='question'>Question</th></tr></thead><tbody></tbody></table></div></div>"
+        "<th>Correct</th><th class='question'>Question</th><th>Thought decodes to (top 5)</th></tr></thead><tbody></tbody></table></div></div>"
         f"<script type='application/json' id='catalogue-data'>{_script_json(page_data(catalogues))}</script>"
         f"<script>{SCRIPT}</script>"
     )

@@ -26,6 +26,7 @@ def convert_raw_json(
     seed: int = 42,
     workers: int = 1,
     problems_out: str | os.PathLike | None = None,
+    expect: dict | None = None,
 ) -> dict:
     """Check and split ``raw_json``; write both splits, a small dataset description and, to
     ``problems_out``, the problems table.
@@ -35,10 +36,15 @@ def convert_raw_json(
     with rows ordered problem, layer, position, problems in the order the split gives.
     The problems table is ``{"problems": [{"id", "split", "is_correct", "question",
     "ground_truth", "ground_truth_text", "prediction", "prediction_text"}, ...]}`` in file order
-    (a field the raw JSON lacks is null). ``workers`` processes parse the samples.
+    (a field the raw JSON lacks is null). ``workers`` processes parse the samples. ``expect``
+    (``layers``, ``n_positions``, ``hidden_dim``): the shape the workflow planned for, checked.
     """
     raw = RawSamples(raw_json)
     header, meta = raw.header, raw.header.metadata
+    found = {"layers": list(header.layers), "n_positions": header.n_positions, "hidden_dim": header.hidden_dim}
+    if expect is not None and found != expect:
+        raise InputError(f"{raw_json}: holds {found}, but the workflow was planned for {expect} "
+                         "(from the model's config and extract settings, or the file as it was)")
     try:
         train_idx, val_idx = train_val_indices(len(raw), train_fraction, seed)
     except InputError as e:

@@ -29,7 +29,8 @@ _SCALAR_END = re.compile(rb"[,\]}\s]")
 METADATA_KEYS = ("layers", "n_tokens", "hidden_dim")
 SAMPLE_KEYS = ("id", "is_correct", "thoughts")
 # What a CODI extractor writes about each problem besides its thoughts; null when missing.
-PROBLEM_FIELDS = ("question", "ground_truth", "ground_truth_text", "prediction", "prediction_text")
+# thought_tokens (codi_sae.extract): per position, the top tokens its thought decodes to.
+PROBLEM_FIELDS = ("question", "ground_truth", "ground_truth_text", "prediction", "prediction_text", "thought_tokens")
 
 
 @dataclass(frozen=True)
@@ -377,6 +378,10 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
         li, t, h = np.argwhere(~finite)[0]
         value = thoughts[names[li]][t][h]
         raise InputError(f"{where}: {names[li]}, position {t}, dim {h} is {value!r}, not a finite float32")
+    tokens = sample.get("thought_tokens")
+    if tokens is not None and not (isinstance(tokens, list) and len(tokens) == T and all(
+            isinstance(row, list) and all(isinstance(w, str) for w in row) for row in tokens)):
+        raise InputError(f"{where}: 'thought_tokens' must be a list of {T} lists of strings (one per position)")
     return Sample(sid, is_correct, out, {key: sample.get(key) for key in PROBLEM_FIELDS})
 
 

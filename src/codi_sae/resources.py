@@ -22,6 +22,8 @@ GPU_FLOPS = 2e12  # training FLOP/s on one GPU (small batched matmuls; far below
 PARSE_BYTES_PER_S = 50e6  # raw JSON bytes each conversion worker parses a second: 170e6 measured
 JSON_BYTES_PER_VALUE = 32  # a float in the raw JSON with its separator and indent: 31 in the seed's file
 MIN_JSON_BYTES_PER_VALUE = 8  # the fewest a float of a real extraction takes ("0.12345,"), for a bound
+TRANSFORMERS_MB = 400  # transformers and peft imported, beside BASE_MB
+QUESTION_TOKENS = 256  # a GSM8K question's tokens, generously (GPT-2's tokenizer: 60-200)
 EVAL_ROWS = 256  # rows per evaluation chunk: train.EVAL_ROWS (tested equal; this module imports no torch)
 
 
@@ -54,6 +56,28 @@ def convert_mb(shape: Shape, workers: int) -> float:
 def convert_minutes(raw_bytes: int, workers: int) -> float:
     """Conversion: the raw JSON's bytes at the parse rate of ``workers`` processes."""
     return START_MIN + raw_bytes / (PARSE_BYTES_PER_S * workers) / 60
+
+
+def lm_params(n_layers: int, hidden_dim: int, vocab_size: int) -> int:
+    """A transformer LM's parameters: 12 H^2 per layer (attention and a 4H MLP) plus the embedding."""
+    return 12 * n_layers * hidden_dim**2 + vocab_size * hidden_dim
+
+
+def extract_mb(shape: Shape, params: int, batch_size: int, max_new_tokens: int, gpu: bool) -> float:
+    """Extraction: the base model's weights, the checkpoint's and the model's (three copies while
+    loading), and per problem in a batch its KV cache and every layer's hidden states over the
+    question; on a GPU, the CUDA context instead of the batch (held on the device)."""
+    tokens = QUESTION_TOKENS + shape.n_positions + max_new_tokens
+    per_problem = 4 * shape.hidden_dim * (shape.n_layers + 1) * (2 * tokens + QUESTION_TOKENS)
+    work = CUDA_MB if gpu else batch_size * per_problem / MB
+    return BASE_MB + TRANSFORMERS_MB + 3 * 4 * params / MB + work
+
+
+def extract_minutes(shape: Shape, params: int, max_new_tokens: int, *, threads: int, gpu: bool) -> float:
+    """Extraction: 2 FLOP per parameter per token (question, thoughts, answer), at the assumed rate."""
+    tokens = QUESTION_TOKENS + shape.n_positions + max_new_tokens
+    rate = GPU_FLOPS if gpu else CPU_FLOPS_PER_THREAD * max(1, threads)
+    return START_MIN + 2 * params * tokens * shape.n_problems / rate / 60
 
 
 def batch_mb(shape: Shape, latent_dim: int, sites: int, batch_size: int) -> float:

@@ -11,6 +11,7 @@ import torch
 from .backprop import BankStep
 from .checkpoint import provenance, save_sae
 from .data import load_splits, site_rows
+from .devices import pick_device
 from .errors import InputError
 from .metrics import BankStats
 from .parallel import run_in_threads
@@ -28,15 +29,6 @@ class TrainSettings:
     lr: float = 1e-3
     seed: int = 42
     device: str = "auto"
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto``: CUDA when this job can see a GPU, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("train.device is 'cuda' but this job sees no CUDA device")
-    return torch.device(name)
 
 
 def _sync(device: torch.device) -> None:

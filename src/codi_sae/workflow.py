@@ -1,7 +1,8 @@
 """Parse-time facts for the Snakefile: the input's shape and the checks the schema cannot make.
 
-The shape comes from the demo settings or from the raw JSON's metadata, read from the start
-of the file in milliseconds, so every per-site output is known before any job runs.
+The shape comes from the demo settings, from the extract settings and the model's config, or
+from the raw JSON's metadata, read from the start of the file in milliseconds, so every
+per-site output is known before any job runs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .extract import model_dims
+from .problems import read_problems
 from .rawjson import read_header
 from .resources import JSON_BYTES_PER_VALUE, MIN_JSON_BYTES_PER_VALUE, Shape
 from .saeconfig import check_k, entry_name
 
 DEMO_JSON = "results/demo/synthetic_raw.json"
 DEMO_TRUTH = "results/demo/synthetic_ground_truth.pt"
+EXTRACT_JSON = "results/extract/thoughts.json"
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ class DataShape:
 
 def data_shape(config: dict) -> DataShape:
     """The raw JSON the workflow reads and its shape."""
+    if config["extract"]:
+        return extract_shape(config)
     if not config["raw_json"]:
         demo = config["demo"]
         values = demo["n_problems"] * demo["n_layers"] * demo["n_positions"] * demo["hidden_dim"]
@@ -56,6 +62,19 @@ def data_shape(config: dict) -> DataShape:
         n_problems = max(1, raw_bytes // (MIN_JSON_BYTES_PER_VALUE * values))
     return DataShape(str(path), bool(header.metadata.get("synthetic", False)), header.layers,
                      header.n_positions, header.hidden_dim, n_problems, raw_bytes)
+
+
+def extract_shape(config: dict) -> DataShape:
+    """The shape of the raw JSON that the extract rule will write: layers and hidden size from the
+    base model's config, positions from the latent steps, problems from the problem file."""
+    ex = config["extract"]
+    if config["raw_json"]:
+        raise InputError("raw_json and extract are both set: the raw JSON comes from one of them")
+    dims = model_dims(ex["base_model"])
+    n_problems = len(read_problems(Path(ex["problems"]).expanduser(), ex["n_problems"]))
+    values = n_problems * dims.n_layers * ex["latent_steps"] * dims.hidden_dim
+    return DataShape(EXTRACT_JSON, dims.random, tuple(range(dims.n_layers)), ex["latent_steps"], dims.hidden_dim,
+                     n_problems, values * JSON_BYTES_PER_VALUE)
 
 
 def sweep_sites(sweep: dict, shape: DataShape) -> list[tuple[int, int]]:
