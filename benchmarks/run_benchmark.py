@@ -3,8 +3,8 @@
     python benchmarks/run_benchmark.py [--quick] [--raw PATH] [--work DIR] [--results PATH]
 
 Every stage runs in its own process (wall time, and peak RSS from ``os.wait4``: the largest
-process of the stage's tree), ``ROUNDS`` times with the two methods interleaved; the fastest run
-counts. Writes a Markdown report (default benchmarks/RESULTS.md), and
+process of the stage's tree), twice with the two methods interleaved (once with ``--quick``);
+the fastest run counts. Writes a Markdown report (default benchmarks/RESULTS.md), and
 results.json in the work dir; prints the table. Targets are reported, never asserted.
 """
 
@@ -35,7 +35,6 @@ REPO = HERE.parent
 WORKFLOW_FILES = ("Snakefile", "rules", "scripts", "src", "config", "envs", "profiles", "report")
 THREADS = 2
 BATCH = 256
-ROUNDS = 2
 COMPARED = ("explained_variance", "feature_death_rate")
 # The rules whose outputs are the seed's pipeline (the end-to-end comparison); the rest of the
 # default run is the use-case analyses (rules/analysis.smk), whose jobs these are.
@@ -54,11 +53,12 @@ class Mode:
     sweep_configs: list
     sites_config: tuple[int, int]  # (d, k)
     epochs: int
+    rounds: int  # runs of every stage; the fastest counts (a smoke test needs one)
 
 
-FULL = Mode("full", {}, (3, 8), SEED_CONFIGS, (512, 150), 25)
+FULL = Mode("full", {}, (3, 8), SEED_CONFIGS, (512, 150), 25, rounds=2)
 QUICK = Mode("quick", {"n_problems": 60, "n_layers": 3, "n_positions": 4, "hidden_dim": 64},
-             (3, 2), [[64, 16], [32, 8]], (64, 16), 2)
+             (3, 2), [[64, 16], [32, 8]], (64, 16), 2, rounds=1)
 
 
 def workflow_default(*keys: str):
@@ -288,7 +288,7 @@ def report(m: dict, rows: list[dict]) -> str:
         f"- Matmul rate ({m['matmul']['threads']} threads, fp32): batched {m['matmul']['bmm_gflops']:.1f} GFLOP/s, "
         f"plain {m['matmul']['mm_gflops']:.1f} GFLOP/s; the floor uses the higher",
         "", markdown_table(rows),
-        f"Every time is the fastest of {ROUNDS} runs, the seed's method and ours interleaved (this shared "
+        f"Every time is the fastest of {m['settings']['rounds']} run(s), the seed's method and ours interleaved (this shared "
         "machine's speed drifts by 10% and more over minutes); the end-to-end baseline adds the seed's fastest "
         "stages. Peak MB: largest process RSS of each stage's process tree (`os.wait4`). Max job RSS: Snakemake's "
         "benchmark TSVs, sampled about once a second, so short peaks can be missed. FLOP floor: sites x epochs "
@@ -341,10 +341,10 @@ def main(argv: list[str] | None = None) -> None:
     if matmul["cuda"]:
         stages.append(("ours-sites-cuda", {"out_dir": str(ours_dir / "sites-cuda"), **sites_kwargs}))
     workflow = None
-    # This machine's speed drifts by 10% and more over minutes: every stage runs ROUNDS times,
-    # the two methods interleaved, and each keeps its fastest run.
-    for r in range(ROUNDS):
-        print(f"round {r + 1} of {ROUNDS}:", flush=True)
+    # This machine's speed drifts by 10% and more over minutes: every stage runs mode.rounds
+    # times, the two methods interleaved, and each keeps its fastest run.
+    for r in range(mode.rounds):
+        print(f"round {r + 1} of {mode.rounds}:", flush=True)
         for name, kwargs in stages:
             st[name] = fastest(st.get(name), stage(work, name, **kwargs))
         run = run_workflow(work, raw, mode)

@@ -19,6 +19,7 @@ from codi_sae.workflow import (
     EXTRACT_JSON,
     check_config,
     data_shape,
+    extract_settings,
     module_files,
     put_first_for_jobs,
     sweep_sites,
@@ -41,7 +42,7 @@ SPLITS = {
     "val": "results/data/val_activations.pt",
 }
 SAE = config["sae"]
-EXTRACT = config["extract"]
+EXTRACT = extract_settings(config)
 LOGS = "results/logs"
 BENCH = "results/benchmarks"  # time and peak memory of every job
 RESOURCES = config["resources"]

@@ -30,7 +30,7 @@ if EXTRACT:
 
     rule extract:
         input:
-            checkpoint=EXTRACT["checkpoint"],
+            checkpoint=EXTRACT["checkpoint_file"],
             base_model=EXTRACT["base_model"],
             problems=EXTRACT["problems"],
             code=pkg("extract"),
@@ -64,7 +64,9 @@ if EXTRACT:
             gpu=GPU,
         params:
             extract={
-                k: v for k, v in EXTRACT.items() if k not in ("batch_size", "device")
+                k: v
+                for k, v in EXTRACT.items()
+                if k not in ("batch_size", "device", "checkpoint_file")
             },
         script:
             "../scripts/extract.py"

@@ -64,14 +64,26 @@ def data_shape(config: dict) -> DataShape:
                      header.n_positions, header.hidden_dim, n_problems, raw_bytes)
 
 
+def extract_settings(config: dict) -> dict | None:
+    """``extract:`` with its paths' ``~`` expanded, and the checkpoint's weights file as
+    ``checkpoint_file`` (what reruns the extraction when replaced); None when not set."""
+    ex = config["extract"]
+    if not ex:
+        return None
+    paths = {key: str(Path(ex[key]).expanduser()) for key in ("checkpoint", "base_model", "problems")}
+    weights = [Path(paths["checkpoint"]) / name for name in ("model.safetensors", "pytorch_model.bin")]
+    found = next((str(f) for f in weights if f.is_file()), paths["checkpoint"])  # none: the job says so
+    return {**ex, **paths, "checkpoint_file": found}
+
+
 def extract_shape(config: dict) -> DataShape:
     """The shape of the raw JSON that the extract rule will write: layers and hidden size from the
     base model's config, positions from the latent steps, problems from the problem file."""
-    ex = config["extract"]
+    ex = extract_settings(config)
     if config["raw_json"]:
         raise InputError("raw_json and extract are both set: the raw JSON comes from one of them")
     dims = model_dims(ex["base_model"])
-    n_problems = len(read_problems(Path(ex["problems"]).expanduser(), ex["n_problems"]))
+    n_problems = len(read_problems(ex["problems"], ex["n_problems"]))
     values = n_problems * dims.n_layers * ex["latent_steps"] * dims.hidden_dim
     return DataShape(EXTRACT_JSON, dims.random, tuple(range(dims.n_layers)), ex["latent_steps"], dims.hidden_dim,
                      n_problems, values * JSON_BYTES_PER_VALUE)
