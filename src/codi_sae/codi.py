@@ -152,7 +152,7 @@ def load_codi(checkpoint: str | os.PathLike, base_model: str | os.PathLike, *, l
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
     try:
-        lm = transformers.AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+        lm = transformers.AutoModelForCausalLM.from_pretrained(base_model).float()  # v5 loads in the stored dtype
         tokenizer = transformers.AutoTokenizer.from_pretrained(base_model)
     except (OSError, ValueError) as e:
         raise InputError(f"{base_model}: not a readable base model ({type(e).__name__}: "
