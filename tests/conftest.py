@@ -70,13 +70,14 @@ PROBLEMS = [  # GSM8K-style, of different lengths (so batches need padding)
 ]
 
 
-def write_tiny_codi(folder, n_problems: int = 10, seed: int = 0):
-    """A 2-layer, 16-dim GPT-2 CODI of random weights (codi_sae.codi.write_random_codi) and a JSONL
-    file of ``n_problems`` problems (PROBLEMS, repeated): (checkpoint, base model, problems)."""
+def write_tiny_codi(folder, n_problems: int = 10, seed: int = 0, architecture: str = "gpt2"):
+    """A 2-layer, 16-dim CODI of random weights (codi_sae.codi.write_random_codi) and a JSONL file
+    of ``n_problems`` problems (PROBLEMS, repeated): (checkpoint, base model, problems)."""
     from codi_sae.codi import write_random_codi
 
     words = sorted({w for p in PROBLEMS for w in p["question"].split()} | {str(i) for i in range(30)} | {"=", "+"})
-    checkpoint, base = write_random_codi(folder, words, n_layer=2, n_embd=16, n_head=2, seed=seed)
+    checkpoint, base = write_random_codi(folder, words, architecture=architecture, n_layer=2, n_embd=16, n_head=2,
+                                         seed=seed)
     problems = folder / "problems.jsonl"
     problems.write_text("".join(json.dumps(PROBLEMS[i % len(PROBLEMS)]) + "\n" for i in range(n_problems)))
     return checkpoint, base, problems

@@ -30,9 +30,11 @@ def tiny(tmp_path_factory):
     return write_tiny_codi(tmp_path_factory.mktemp("codi"))
 
 
-@pytest.fixture(scope="module")
-def model(tiny):
-    return load_codi(tiny[0], tiny[1], lora_alpha=8, device=CPU)
+@pytest.fixture(scope="module", params=["gpt2", "llama"])
+def model(request, tmp_path_factory):
+    """The tiny CODI over GPT-2 and over LLaMA (rotary positions, Linear projections, its own cache)."""
+    checkpoint, base, _ = write_tiny_codi(tmp_path_factory.mktemp(request.param), architecture=request.param)
+    return load_codi(checkpoint, base, lora_alpha=8, device=CPU)
 
 
 def test_problem_files_and_answers(tmp_path):
@@ -141,12 +143,12 @@ def test_strict_loading(tiny, tmp_path, change, message):
         load_codi(_broken_checkpoint(tiny, tmp_path, change), tiny[1], lora_alpha=8, device=CPU)
 
 
-def test_a_pytorch_checkpoint_loads_safely(tiny, model, tmp_path):
+def test_a_pytorch_checkpoint_loads_safely(tiny, tmp_path):
     (tmp_path / "ok").mkdir()
     torch.save(load_file(tiny[0] / "model.safetensors"), tmp_path / "ok/pytorch_model.bin")
-    again = load_codi(tmp_path / "ok", tiny[1], lora_alpha=8, device=CPU)
+    models = [load_codi(path, tiny[1], lora_alpha=8, device=CPU) for path in (tiny[0], tmp_path / "ok")]
     q = [PROBLEMS[1]["question"]]
-    assert torch.equal(again.think(q, 6, "codi", 2).hidden, model.think(q, 6, "codi", 2).hidden)
+    assert torch.equal(*(m.think(q, 6, "codi", 2).hidden for m in models))
     (tmp_path / "evil").mkdir()
     marker = tmp_path / "ran"
     torch.save({"prj.1.weight": RunsCode(marker)}, tmp_path / "evil/pytorch_model.bin")

@@ -223,13 +223,21 @@ def _load_strictly(model: CodiModel, state: dict, checkpoint) -> None:
                          f"{result.unexpected_keys[:5] or 'none'})")
 
 
-def write_random_codi(folder: str | os.PathLike, words: list[str], *, n_layer: int = 2, n_embd: int = 32,
-                      n_head: int = 2, vocab_size: int | None = None, lora_r: int = 4, lora_alpha: float = 8,
-                      seed: int = 0) -> tuple[Path, Path]:
-    """A GPT-2 CODI of RANDOM weights, for tests and benchmarks (its thoughts mean nothing): a base
-    model with a word-level tokenizer of ``words`` (padded with filler words to ``vocab_size``)
-    in ``folder/base``, and a CODI checkpoint over it (LoRA on c_attn, c_proj and c_fc, non-zero;
-    a projection with LayerNorm) in ``folder/checkpoint``. Returns (checkpoint, base)."""
+RANDOM_ARCHITECTURES = {  # config class, model class, the projections CODI puts LoRA on
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", ["c_attn", "c_proj", "c_fc"]),
+    "llama": ("LlamaConfig", "LlamaForCausalLM", ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj",
+                                                  "gate_proj"]),
+}
+
+
+def write_random_codi(folder: str | os.PathLike, words: list[str], *, architecture: str = "gpt2", n_layer: int = 2,
+                      n_embd: int = 32, n_head: int = 2, vocab_size: int | None = None, lora_r: int = 4,
+                      lora_alpha: float = 8, seed: int = 0) -> tuple[Path, Path]:
+    """A CODI of RANDOM weights, for tests and benchmarks (its thoughts mean nothing): a base model
+    (``architecture``: gpt2 or llama, tied embeddings) with a word-level tokenizer of ``words``
+    (padded with filler words to ``vocab_size``) in ``folder/base``, and a CODI checkpoint over
+    it (non-zero LoRA on the projections CODI adapts; a projection with LayerNorm) in
+    ``folder/checkpoint``. Returns (checkpoint, base)."""
     import transformers
     from peft import get_peft_model
     from safetensors.torch import save_file
@@ -244,15 +252,18 @@ def write_random_codi(folder: str | os.PathLike, words: list[str], *, n_layer: i
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=eos, unk_token="[UNK]")
+    config_class, model_class, targets = RANDOM_ARCHITECTURES[architecture]
+    sizes = ({"n_positions": 1024, "n_embd": n_embd, "n_layer": n_layer, "n_head": n_head} if architecture == "gpt2"
+             else {"hidden_size": n_embd, "intermediate_size": 4 * n_embd, "num_hidden_layers": n_layer,
+                   "num_attention_heads": n_head, "tie_word_embeddings": True})
+    config = getattr(transformers, config_class)(vocab_size=len(vocab), bos_token_id=1, eos_token_id=1,
+                                                 **sizes, **{RANDOM_MODEL_KEY: True})
     torch.manual_seed(seed)
-    config = transformers.GPT2Config(vocab_size=len(vocab), n_positions=1024, n_embd=n_embd, n_layer=n_layer,
-                                     n_head=n_head, bos_token_id=1, eos_token_id=1, **{RANDOM_MODEL_KEY: True})
-    lm = transformers.GPT2LMHeadModel(config)
+    lm = getattr(transformers, model_class)(config)
     lm.save_pretrained(folder / "base")
     fast.save_pretrained(folder / "base")
     lm.resize_token_embeddings(len(vocab) + ADDED_TOKENS, mean_resizing=False)
-    lora = _lora(lm, r=lora_r, lora_alpha=lora_alpha, target_modules=["c_attn", "c_proj", "c_fc"],
-                 init_lora_weights=False)
+    lora = _lora(lm, r=lora_r, lora_alpha=lora_alpha, target_modules=targets, init_lora_weights=False)
     prj = nn.Sequential(nn.Dropout(0.0), nn.Linear(n_embd, n_embd), nn.GELU(), nn.Linear(n_embd, n_embd))
     prj.add_module("ln", nn.LayerNorm(n_embd))
     model = CodiModel(get_peft_model(lm, lora), prj, fast, len(vocab))
