@@ -24,13 +24,14 @@ from .errors import InputError
 
 CONVENTIONS = ("seed", "codi")
 ADDED_TOKENS = 3  # pad, bot, eot: appended to the base vocabulary, in this order
+TOP_TOKENS = 5  # what a thought decodes to: its most likely tokens through the LM head
 
 
 @dataclass
 class Thoughts:
     """One batch's inference. ``hidden``: float32 [B, L, T, H], the recorded layers at the T
     recorded positions; ``fed``: [B, latent_steps, H], the latent embeddings fed back;
-    ``top_ids``/``top_probs``: [B, T, 5], the tokens each recorded position's last-layer state
+    ``top_ids``/``top_probs``: [B, T, TOP_TOKENS], the tokens each recorded position's last-layer state
     decodes to through the LM head; ``answers``: the decoded answer tokens of each problem."""
 
     hidden: torch.Tensor
@@ -81,7 +82,7 @@ class CodiModel(nn.Module):
         layers, recorded = (slice(0, -1), states) if seed else (slice(1, None), states[1:])
         hidden = torch.stack([torch.stack(s[layers], 1) for s in recorded], 2)  # [B, L, T, H]
         logits = self.codi.get_output_embeddings()(torch.stack([s[-1] for s in recorded], 1))
-        top_probs, top_ids = torch.softmax(logits, -1).topk(5, dim=-1)
+        top_probs, top_ids = torch.softmax(logits, -1).topk(TOP_TOKENS, dim=-1)
         answers = self._decode(out, mask, max_new_tokens)
         fed = torch.stack(fed, 1) if fed else hidden.new_zeros(len(ids), 0, hidden.shape[-1])
         return Thoughts(hidden.float().cpu(), fed.float().cpu(), top_ids.cpu(), top_probs.float().cpu(), answers)

@@ -31,7 +31,6 @@ from .problems import last_number, read_problems
 
 log = logging.getLogger(__name__)
 RANDOM_MODEL_KEY = "codi_sae_random_weights"  # set in a random model's config by write_random_codi
-TOP_TOKENS = 5
 
 
 @dataclass(frozen=True)
