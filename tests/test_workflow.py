@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html as html_lib
 import json
 import os
 import re
@@ -253,11 +254,6 @@ def test_incremental_rebuilds(demo_run):
     edit(config, "sites: {sites_per_batch: 12}", "sites: {sites_per_batch: 12, train: {epochs: 2}}")
     assert ran(snakemake(wd, *args)) == Counter(sites_and_after)
 
-    # a recipe switch: the sweep (one job) and not the data
-    config.write_text(config.read_text() + "sae: {activation: relu_topk}\n")
-    jobs = ran(snakemake(wd, *args))
-    assert jobs["train_sweep"] == 1 and not jobs["baselines"] and not jobs["convert"]
-
     # the package's training code: every training job and what follows, not the data
     with open(wd / "src/codi_sae/train.py", "a") as f:
         f.write("\n# edited\n")
@@ -357,24 +353,24 @@ def test_jobs_run_the_package_of_their_own_checkout(tmp_path):
 
 def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
-    obj = raw_dict(n=12, layers=tuple(range(7)), T=6, H=384)
+    obj = raw_dict(n=12, layers=tuple(range(5)), T=6, H=96)
     obj["metadata"]["synthetic"] = True  # the data's own flag, not raw_json being empty, makes the banner
     raw = write_raw(tmp_path / "llm.json", obj)
     (wd / "other.yaml").write_text(
         f"raw_json: {raw}\n"
         "split: {train_fraction: 0.75}\n"
-        "sweep: {position: 5, layer: 6, configs: [{d: 32, k: 8}, {d: 64, k: 8}]}\n"
+        "sweep: {position: 5, layer: 4, configs: [{d: 32, k: 8}, {d: 64, k: 8}]}\n"
         "train: {epochs: 2}\n"
     )
     args = ("--configfile", "other.yaml")
     snakemake(wd, *args)
     everything = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())
-    assert sorted(map(int, everything["results"])) == list(range(7))
-    assert everything["n_sites"] == 42 and everything["config"]["input_dim"] == 384
+    assert sorted(map(int, everything["results"])) == list(range(5))
+    assert everything["n_sites"] == 30 and everything["config"]["input_dim"] == 96
     assert everything["config"]["n_train"] == 9 and everything["config"]["n_val"] == 3
     assert not (wd / "results/demo").exists()
-    ckpt = torch.load(wd / "results/sweet_spot/pos5_layer6.pt", weights_only=True)
-    assert ckpt["model_state_dict"]["encoder.weight"].shape[1] == 384
+    ckpt = torch.load(wd / "results/sweet_spot/pos5_layer4.pt", weights_only=True)
+    assert ckpt["model_state_dict"]["encoder.weight"].shape[1] == 96
     assert (wd / "results/plots/explained_variance.png").exists()
     html = build_report(wd, *args)
     assert "SYNTHETIC DEMO DATA: the data" in html and "(75% train, 25%" in html
@@ -382,7 +378,7 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     before = torch.load(train, weights_only=True)["activations"]
 
     # the raw JSON replaced by other (real, not synthetic) data of the same shape: everything reruns
-    write_raw(raw, raw_dict(n=12, layers=tuple(range(7)), T=6, H=384, seed=1))
+    write_raw(raw, raw_dict(n=12, layers=tuple(range(5)), T=6, H=96, seed=1))
     jobs = ran(snakemake(wd, *args))
     assert jobs == Counter({"convert": 1, "baselines": 2, "train_sweep": 1, "analyze_sweep": 1, "train_sites": 1,
                             "collect_site_metrics": 1, "plot_sites": 1, "plot_sweep": 1, "report_tables": 1,
@@ -455,52 +451,89 @@ def test_report_holds_the_workflow_text_plots_and_tables(demo_report):
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Clicks through the report's menu once its app has rendered; the page title says what was found.
+REPORT_CLICKS = (
+    [("Per-site heatmaps", f"results/plots/{m}.png") for m in HEATMAPS]
+    + [("Sweep", "results/plots/sweep.png"), ("Error prediction", "results/plots/probe_auroc_codes.png"),
+       ("Cross-layer", "results/plots/cross_layer.png"), ("Position specialisation", "results/plots/positions.png"),
+       ("Error prediction", "results/report/probe.html"), ("Feature catalogue", "results/report/catalogue.html"),
+       ("Position specialisation", "results/report/positions.html")]
+)
+# Once the report's app has rendered, clicks each (category, result) of REPORT_CLICKS in turn (the
+# menu's "Results" leads back to the categories) and records what it then shows: the plot as an
+# <img> of its PNG, or the page in an <iframe>.
 CLICK_THROUGH = """<script>
+const clicks = %s, seen = [];
+let banner;
 function clickText(text) {
   const el = [...document.querySelectorAll('#app *')].find(e => e.textContent.trim() === text);
   if (!el) return false;
   (el.querySelector('a,button') || el.closest('a,button') || el).click();
   return true;
 }
-setTimeout(() => { document.title = 'category:' + clickText(%r); }, 500);
-setTimeout(() => { document.title += ' result:' + clickText(%r); }, 1500);
+function shown(result) {
+  const name = result.split("/").pop(), app = document.getElementById("app");
+  return name.endsWith(".png")
+    ? !!app.querySelector(`img[src^="data:image/png;charset=utf8;filename=${name};base64,iVBORw0KGgo"]`)
+    : !!app.querySelector(`iframe[src^="data:text/html;charset=utf8;filename=${name};base64,PCFET0NUWVBF"]`);
+}
+function step(i) {
+  if (i === clicks.length) {
+    const out = document.createElement("pre");
+    out.id = "clicked";
+    out.textContent = JSON.stringify({banner: banner, clicks: seen});
+    document.body.appendChild(out);
+    return;
+  }
+  const [category, result] = clicks[i], entry = {};
+  clickText("Results");  // back to the list of categories (none to click before the first)
+  setTimeout(() => {
+    entry.category = clickText(category);
+    setTimeout(() => {
+      entry.result = clickText(result);
+      setTimeout(() => {
+        entry.shown = shown(result);
+        seen.push(entry);
+        step(i + 1);
+      }, 500);
+    }, 500);
+  }, 500);
+}
+setTimeout(() => {  // the app opens on the workflow's description, under the banner
+  banner = document.getElementById("app").textContent.includes("SYNTHETIC DEMO DATA");
+  step(0);
+}, 500);
 </script>"""
 
 
-def browser_dom(page: Path) -> str:
-    """The DOM of ``page`` after headless Chromium has run its scripts."""
+@pytest.fixture(scope="module")
+def clicked_report(demo_report) -> dict:
+    """What headless Chromium found in the report: ``banner``, whether the app opens under the
+    synthetic-data banner, and per (category, result) of REPORT_CLICKS, on clicking them,
+    ``{"category", "result", "shown"}``, each true or false."""
+    html = demo_report.read_text()
+    head, tail = html.rsplit("</body>", 1)  # the app's code holds the string "</body>" too
+    page = demo_report.parent / "click_through.html"
+    page.write_text(head + CLICK_THROUGH % json.dumps(REPORT_CLICKS) + "</body>" + tail)
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={page.parent / uuid.uuid4().hex}", "--virtual-time-budget=6000"]
-    proc = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                          timeout=120)
-    return proc.stdout
+             f"--user-data-dir={page.parent / uuid.uuid4().hex}", "--virtual-time-budget=60000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=300).stdout
+    found = re.search(r'<pre id="clicked">(.*?)</pre>', dom, re.S)
+    assert found, "test premise: the click-through ran to its end"
+    seen = json.loads(html_lib.unescape(found.group(1)))
+    return {"banner": seen["banner"], **dict(zip(REPORT_CLICKS, seen["clicks"]))}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
-@pytest.mark.parametrize(
-    "category, result",
-    [("Per-site heatmaps", f"results/plots/{m}.png") for m in HEATMAPS]
-    + [("Sweep", "results/plots/sweep.png"), ("Error prediction", "results/plots/probe_auroc_codes.png"),
-       ("Cross-layer", "results/plots/cross_layer.png"), ("Position specialisation", "results/plots/positions.png"),
-       ("Error prediction", "results/report/probe.html"), ("Feature catalogue", "results/report/catalogue.html"),
-       ("Position specialisation", "results/report/positions.html")],
-)
-def test_report_shows_the_plots_in_a_browser(demo_report, category, result):
-    html = demo_report.read_text()
-    page = demo_report.parent / f"click_{uuid.uuid4().hex}.html"
-    head, tail = html.rsplit("</body>", 1)  # the app's code holds the string "</body>" too
-    page.write_text(head + CLICK_THROUGH % (category, result) + "</body>" + tail)
-    dom = browser_dom(page)
-    assert "<title>category:true result:true" in dom
-    app = dom[dom.index('<div id="app"') :]
-    assert "SYNTHETIC DEMO DATA" in app
-    name = result.rsplit("/", 1)[1]
-    if name.endswith(".png"):
-        assert re.search(rf'<img src="data:image/png;charset=utf8;filename={name};base64,iVBORw0KGgo', app)
-    else:  # a page of the report, shown in a frame
-        assert re.search(rf'<iframe src="data:text/html;charset=utf8;filename={name};base64,PCFET0NUWVBF', app)
+@pytest.mark.parametrize("category, result", REPORT_CLICKS)
+def test_report_shows_the_plots_in_a_browser(clicked_report, category, result):
+    assert clicked_report[category, result] == {"category": True, "result": True, "shown": True}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+def test_report_opens_under_the_synthetic_banner_in_a_browser(clicked_report):
+    assert clicked_report["banner"] is True
 
 
 def start_run(wd: Path, *args: str) -> subprocess.Popen:
@@ -602,7 +635,7 @@ def test_the_workflow_from_a_model(tmp_path):
     config = wd / "model.yaml"
     tiny = TINY.split("\n", 2)[2].replace("layer: 2,", "layer: 1,")  # TINY less its demo: line, at a layer of the model's
     config.write_text(tiny + f"extract: {extract}}}\n")
-    args = ("--configfile", "model.yaml")
+    args = ("results/sweet_spot/metrics_all.json", "results/report/catalogue.html", "--configfile", "model.yaml")
     jobs = ran(snakemake(wd, *args))
     assert jobs["extract"] == 1 and not jobs["demo_data"] and jobs["train_sites"] == 1
     raw = json.loads((wd / "results/extract/thoughts.json").read_text())
