@@ -275,7 +275,7 @@ def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
     config.write_text(TINY)
     edit(config, "sweep: {position: 1, layer: 2,", "sweep: {jobs: per_config, position: 1, layer: 2,")
     edit(config, "sites: {sites_per_batch: 5}", "sites: {sites_per_batch: 2, jobs: per_layer}")
-    args = ("--configfile", "tiny.yaml")
+    args = ("results/sweet_spot/metrics_all.json", "--configfile", "tiny.yaml")  # the training, not the analyses
     jobs = ran(snakemake(wd, *args))
     assert jobs["train_sweep"] == 4 and jobs["train_sites"] == 3  # one per sweep entry, one per layer
     assert all((wd / f"results/logs/sites/layer{layer}.log").read_text() for layer in range(3))
@@ -313,7 +313,7 @@ def test_a_sweep_at_several_sites(tmp_path):
     config = wd / "tiny.yaml"
     config.write_text(TINY)
     edit(config, "sweep: {position: 1, layer: 2,", "sweep: {jobs: per_config, sites: [[1, 2], [0, 0]],")
-    args = ("--configfile", "tiny.yaml")
+    args = ("results/sweep/analysis_summary.json", "--configfile", "tiny.yaml")  # the sweep, not the sites
     assert ran(snakemake(wd, *args))["train_sweep"] == 4
     summary = json.loads((wd / "results/sweep/analysis_summary.json").read_text())
     assert summary["sites"] == [{"position": 1, "layer": 2}, {"position": 0, "layer": 0}]
