@@ -200,3 +200,9 @@ def test_the_raw_json_has_the_seeds_schema_and_converts(tiny, tmp_path, conventi
     with pytest.raises(InputError, match=r"raw.json: holds .* but the workflow was planned for .*'n_positions': 6"):
         convert_raw_json(out, tmp_path / "t.pt", tmp_path / "v.pt", tmp_path / "i.json",
                          expect={"layers": [0, 1], "n_positions": 6, "hidden_dim": 16})
+
+
+def test_without_the_extra_the_job_says_what_to_install(tiny, monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # what a venv without the extract extra gives
+    with pytest.raises(InputError, match=r"extraction needs transformers and peft .*pip install -e '.\[extract\]'"):
+        load_codi(tiny[0], tiny[1], lora_alpha=8, device=CPU)
