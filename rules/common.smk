@@ -10,6 +10,7 @@ sys.path.insert(0, str(SRC))
 
 from codi_sae.atomic import read_json
 from codi_sae.errors import InputError
+from codi_sae.extract import checkpoint_weights
 from codi_sae.heatmaps import PROBE_METRICS, SITE_METRICS
 from codi_sae.selection import where
 from codi_sae.saeconfig import entry_name, entry_recipe, entry_train, sae_job

@@ -30,7 +30,8 @@ if EXTRACT:
 
     rule extract:
         input:
-            checkpoint=EXTRACT["checkpoint_file"],
+            # the weights file: replacing it reruns the extraction
+            checkpoint=str(checkpoint_weights(EXTRACT["checkpoint"])),
             base_model=EXTRACT["base_model"],
             problems=EXTRACT["problems"],
             code=pkg("extract"),
@@ -64,9 +65,7 @@ if EXTRACT:
             gpu=GPU,
         params:
             extract={
-                k: v
-                for k, v in EXTRACT.items()
-                if k not in ("batch_size", "device", "checkpoint_file")
+                k: v for k, v in EXTRACT.items() if k not in ("batch_size", "device")
             },
         script:
             "../scripts/extract.py"

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 
 @contextlib.contextmanager
@@ -84,10 +84,9 @@ def load_torch(path: str | os.PathLike, what: str, **kwargs):
     except FileNotFoundError:
         raise InputError(f"{path}: {what} not found") from None
     except Exception as e:  # torch's reason, without its advice to load with weights_only=False
-        text = str(e)
-        unsafe = re.search(r"unsupported GLOBAL (\S+)", text, re.IGNORECASE)
+        unsafe = re.search(r"unsupported GLOBAL (\S+)", str(e), re.IGNORECASE)
         reason = (f"it holds {unsafe[1]}, which loading could run or build: refused, nothing was run" if unsafe
-                  else text.strip().splitlines()[0] if text.strip() else "")
+                  else first_line(e))
         raise InputError(f"{path}: not a readable {what} ({type(e).__name__}: {reason})") from None
 
 
@@ -99,5 +98,4 @@ def save_torch(path: str | os.PathLike, obj) -> None:
         try:
             torch.save(obj, tmp)
         except RuntimeError as e:  # how torch's writer reports a short write
-            reason = str(e).strip().splitlines()[0]
-            raise OSError(errno.EIO, f"torch.save failed ({reason}); is the disk full?") from e
+            raise OSError(errno.EIO, f"torch.save failed ({first_line(e)}); is the disk full?") from e

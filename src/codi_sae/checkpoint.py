@@ -6,7 +6,7 @@ import hashlib
 import os
 
 from .atomic import load_torch, save_torch, write_json
-from .errors import InputError
+from .errors import InputError, first_line
 from .sae import TopKAutoencoder
 
 
@@ -41,6 +41,5 @@ def load_sae(path: str | os.PathLike) -> tuple[TopKAutoencoder, dict]:
         model = TopKAutoencoder(cfg["input_dim"], cfg["latent_dim"], cfg["k"], cfg.get("activation", "signed_topk"))
         model.load_state_dict(ckpt["model_state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0]
-        raise InputError(f"{path}: not an SAE checkpoint of this workflow ({type(e).__name__}: {reason})") from None
+        raise InputError(f"{path}: not an SAE checkpoint of this workflow ({type(e).__name__}: {first_line(e)})") from None
     return model.eval(), ckpt

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .atomic import load_torch
-from .errors import InputError
+from .errors import InputError, first_line
+from .extract import RANDOM_MODEL_KEY, WEIGHT_FILES, checkpoint_weights
 
 CONVENTIONS = ("seed", "codi")
 ADDED_TOKENS = 3  # pad, bot, eot: appended to the base vocabulary, in this order
@@ -156,8 +157,7 @@ def load_codi(checkpoint: str | os.PathLike, base_model: str | os.PathLike, *, l
         lm = transformers.AutoModelForCausalLM.from_pretrained(base_model).float()  # v5 loads in the stored dtype
         tokenizer = transformers.AutoTokenizer.from_pretrained(base_model)
     except (OSError, ValueError) as e:
-        raise InputError(f"{base_model}: not a readable base model ({type(e).__name__}: "
-                         f"{str(e).strip().splitlines()[0]})") from None
+        raise InputError(f"{base_model}: not a readable base model ({type(e).__name__}: {first_line(e)})") from None
     base_vocab = lm.config.vocab_size
     lm.resize_token_embeddings(base_vocab + ADDED_TOKENS, mean_resizing=False)
     targets = sorted({k.split(".lora_A.")[0].rsplit(".", 1)[-1] for k in state if ".lora_A." in k})
@@ -179,20 +179,21 @@ def _lora(lm: nn.Module, **settings):
 
 
 def _read_state(checkpoint: Path) -> dict[str, torch.Tensor]:
-    if (checkpoint / "model.safetensors").is_file():
+    path = checkpoint_weights(checkpoint)
+    if path.name == "model.safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         try:
-            return load_file(checkpoint / "model.safetensors")
+            return load_file(path)
         except SafetensorError as e:
-            raise InputError(f"{checkpoint / 'model.safetensors'}: not a readable safetensors file ({e})") from None
-    if (checkpoint / "pytorch_model.bin").is_file():
-        state = load_torch(checkpoint / "pytorch_model.bin", "CODI checkpoint", map_location="cpu")
+            raise InputError(f"{path}: not a readable safetensors file ({e})") from None
+    if path.name == "pytorch_model.bin":
+        state = load_torch(path, "CODI checkpoint", map_location="cpu")
         if isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values()):
             return state
-        raise InputError(f"{checkpoint / 'pytorch_model.bin'}: not a state dict of tensors")
-    raise InputError(f"{checkpoint}: no model.safetensors or pytorch_model.bin (a CODI checkpoint directory)")
+        raise InputError(f"{path}: not a state dict of tensors")
+    raise InputError(f"{checkpoint}: no {' or '.join(WEIGHT_FILES)} (a CODI checkpoint directory)")
 
 
 def _projection(state: dict, checkpoint) -> nn.Sequential:
@@ -243,8 +244,6 @@ def write_random_codi(folder: str | os.PathLike, words: list[str], *, architectu
     from peft import get_peft_model
     from safetensors.torch import save_file
     from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from .extract import RANDOM_MODEL_KEY
 
     folder = Path(folder)
     eos = "<|endoftext|>"

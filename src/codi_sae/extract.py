@@ -11,8 +11,8 @@ positions of ``n_layers`` layers:
   answer; ``layer_i`` = ``hidden_states[i + 1]``, the output of block i (the last one after the
   final layer norm, as transformers returns it).
 
-Only ``model_dims`` runs outside the extraction job (when the workflow is parsed): it reads the
-base model's ``config.json`` and imports neither torch nor transformers.
+Only ``model_dims`` and ``checkpoint_weights`` run outside the extraction job (when the workflow
+is parsed); they import neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .problems import last_number, read_problems
 
 log = logging.getLogger(__name__)
 RANDOM_MODEL_KEY = "codi_sae_random_weights"  # set in a random model's config by write_random_codi
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # a CODI checkpoint's state dict, either format
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class ModelDims:
     vocab_size: int
     model_type: str
     random: bool  # made by write_random_codi: its thoughts are synthetic
+
+
+def checkpoint_weights(checkpoint: str | os.PathLike) -> Path:
+    """The file of a CODI checkpoint directory that holds its state dict (WEIGHT_FILES, in that
+    order); the directory itself when it has neither (the extraction then says so)."""
+    folder = Path(checkpoint)
+    return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), folder)
 
 
 def model_dims(base_model: str | os.PathLike) -> ModelDims:

@@ -65,15 +65,11 @@ def data_shape(config: dict) -> DataShape:
 
 
 def extract_settings(config: dict) -> dict | None:
-    """``extract:`` with its paths' ``~`` expanded, and the checkpoint's weights file as
-    ``checkpoint_file`` (what reruns the extraction when replaced); None when not set."""
+    """``extract:`` with its paths' ``~`` expanded; None when not set."""
     ex = config["extract"]
     if not ex:
         return None
-    paths = {key: str(Path(ex[key]).expanduser()) for key in ("checkpoint", "base_model", "problems")}
-    weights = [Path(paths["checkpoint"]) / name for name in ("model.safetensors", "pytorch_model.bin")]
-    found = next((str(f) for f in weights if f.is_file()), paths["checkpoint"])  # none: the job says so
-    return {**ex, **paths, "checkpoint_file": found}
+    return {**ex, **{key: str(Path(ex[key]).expanduser()) for key in ("checkpoint", "base_model", "problems")}}
 
 
 def extract_shape(config: dict) -> DataShape:
