@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from codi_sae.errors import InputError
-from codi_sae.plots import plot_site_heatmaps, plot_sweep, plt, sweep_figure
+from codi_sae.plots import plot_cross_layer, plot_site_heatmaps, plot_sweep, plt, sweep_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEATMAP_STEMS = ("reconstruction_loss", "feature_death_rate", "explained_variance", "fvu", "fvu_minus_pca_fvu")
@@ -133,3 +133,20 @@ def test_sweep_plot_axes_without_any_dead_feature():
         labels = [t.get_text() for t in ax.get_xticklabels()]
         assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
     plt.close(fig)
+
+
+@pytest.mark.parametrize("n_positions", [1, 3])
+def test_cross_layer_plot_of_one_layer(tmp_path, n_positions):
+    """One layer (and one position): a panel with no pair says so instead of failing."""
+    pair = {"mean_max_cosine": 0.8, "initial_mean_max_cosine": 1.0, "share_above_0.9": 0.1}
+    doc = {"across_layers": {str(p): {} for p in range(n_positions)},
+           "across_positions": {"5": {f"{p}->{p + 1}": pair for p in range(n_positions - 1)}},
+           "chance": {"mean_max_cosine": 0.37, "input_dim": 64}, "activation": "signed_topk", "shared_start": True}
+    data = {**dataset(1, n_positions), "layers": [5]}
+    png, svg = tmp_path / "cross_layer.png", tmp_path / "cross_layer.svg"
+    plot_cross_layer(write(tmp_path / "cross.json", doc), write(tmp_path / "dataset.json", data), png, svg)
+    assert png.read_bytes().startswith(PNG_SIGNATURE)
+    text = svg.read_text()
+    assert ET.fromstring(text).tag == "{http://www.w3.org/2000/svg}svg"
+    assert "no two consecutive layers" in text
+    assert ("no two consecutive positions" in text) == (n_positions == 1)

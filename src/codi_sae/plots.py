@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from .atomic import atomic_path, read_json  # noqa: E402
 from .errors import InputError  # noqa: E402
@@ -202,10 +202,18 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(11.0, 1.9 * (len(positions) + len(position_pairs)) + 5),
                                                       row_h * rows + 2.6), layout="constrained")
     font = max(5.0, min(9.0, row_h * 72 * 0.4))
-    _draw(left, layers_v, layers_l, layer_pairs, positions, OVERLAP, "Layer to next layer, per position",
-          "Thought position", "Layers", font)
-    _draw(right, pos_v, pos_l, layers, position_pairs, OVERLAP, "Position to next position, per layer",
-          "Positions", "Layer", font)
+    for ax, values, labels, rows_, cols, title, xlabel, ylabel, what in (
+            (left, layers_v, layers_l, layer_pairs, positions, "Layer to next layer, per position",
+             "Thought position", "Layers", "layers"),
+            (right, pos_v, pos_l, layers, position_pairs, "Position to next position, per layer", "Positions",
+             "Layer", "positions")):
+        if np.isfinite(values).any():
+            _draw(ax, values, labels, rows_, cols, OVERLAP, title, xlabel, ylabel, font)
+        else:  # one layer (or position), or no dictionary with a live latent: nothing to compare
+            ax.set_axis_off()
+            ax.set_title(title, fontsize=10)
+            ax.text(0.5, 0.5, f"Nothing to compare: no two consecutive {what}\nwith live latents in the results",
+                    ha="center", va="center", transform=ax.transAxes)
     chance = doc["chance"]["mean_max_cosine"]
     heading = (f"{dataset.get('model', 'model')} - dictionary overlap (random directions: {chance:.2f}; "
                "under each cell, the two sites' initial dictionaries)")
@@ -234,6 +242,7 @@ def plot_positions(positions_json: str | os.PathLike, dataset_json: str | os.Pat
                     marker=marker, label=f"{side} positions")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("Layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, frameon=False)
         ax.text(0.0, -0.32, "\n".join(textwrap.wrap(result["verdict"], 90)), transform=ax.transAxes, fontsize=7.5,
