@@ -388,6 +388,20 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     assert "SYNTHETIC DEMO DATA" not in build_report(wd, *args)
 
 
+def test_one_layer_and_one_position(tmp_path):
+    """The smallest shape: every output, with a note where a comparison needs two layers or positions."""
+    wd = copy_workflow(tmp_path / "wf")
+    raw = write_raw(tmp_path / "one.json", raw_dict(n=12, layers=(7,), T=1, H=16))
+    (wd / "one.yaml").write_text(f"raw_json: {raw}\n"
+                                 "sweep: {position: 0, layer: 7, configs: [{d: 16, k: 4}]}\ntrain: {epochs: 2}\n")
+    assert ran(snakemake(wd, "--configfile", "one.yaml"))["plot_analyses"] == 1
+    cross = json.loads((wd / "results/analysis/cross_layer.json").read_text())
+    assert cross["across_layers"] == {"0": {}} and cross["across_positions"] == {"7": {}}
+    positions = json.loads((wd / "results/analysis/positions.json").read_text())
+    assert positions["metrics"]["fvu"]["note"] == "no even/odd comparison: the data have no odd position"
+    assert json.loads((wd / "results/probe/metrics.json").read_text())["sites"]["7"]["0"]["folds"] == 4
+
+
 @pytest.mark.parametrize(
     "config, message",
     [
