@@ -202,18 +202,20 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(11.0, 1.9 * (len(positions) + len(position_pairs)) + 5),
                                                       row_h * rows + 2.6), layout="constrained")
     font = max(5.0, min(9.0, row_h * 72 * 0.4))
-    for ax, values, labels, rows_, cols, title, xlabel, ylabel, what in (
-            (left, layers_v, layers_l, layer_pairs, positions, "Layer to next layer, per position",
-             "Thought position", "Layers", "layers"),
-            (right, pos_v, pos_l, layers, position_pairs, "Position to next position, per layer", "Positions",
-             "Layer", "positions")):
+
+    def panel(ax, values, labels, rows: list, cols: list, title: str, xlabel: str, ylabel: str, what: str) -> None:
         if np.isfinite(values).any():
-            _draw(ax, values, labels, rows_, cols, OVERLAP, title, xlabel, ylabel, font)
+            _draw(ax, values, labels, rows, cols, OVERLAP, title, xlabel, ylabel, font)
         else:  # one layer (or position), or no dictionary with a live latent: nothing to compare
             ax.set_axis_off()
             ax.set_title(title, fontsize=10)
             ax.text(0.5, 0.5, f"Nothing to compare: no two consecutive {what}\nwith live latents in the results",
                     ha="center", va="center", transform=ax.transAxes)
+
+    panel(left, layers_v, layers_l, layer_pairs, positions, "Layer to next layer, per position", "Thought position",
+          "Layers", "layers")
+    panel(right, pos_v, pos_l, layers, position_pairs, "Position to next position, per layer", "Positions", "Layer",
+          "positions")
     chance = doc["chance"]["mean_max_cosine"]
     heading = (f"{dataset.get('model', 'model')} - dictionary overlap (random directions: {chance:.2f}; "
                "under each cell, the two sites' initial dictionaries)")
