@@ -71,6 +71,27 @@ def test_odd_clearly_better_everywhere_supports_the_claim():
                               "the data support the seed's claim at the 5% level.")
     assert fvu["per_layer"]["0"]["difference"] == pytest.approx(-0.01)
     assert "not a reconstruction metric" in result["metrics"]["probe_auroc_codes"]["verdict"]
+    assert fvu["favours"] == "odd" and result["caveats"] == []
+
+
+def test_caveats_name_sites_that_learned_little_and_the_seeds_ev_disagreeing():
+    """The seed's EV favours odd positions while FVU favours even ones, and at layer 11 every SAE
+    is worse than the mean: the result says both, on the page too."""
+    def value(layer, p, metric):
+        if metric == "fvu":
+            return 1.01 if layer == 11 else 0.5 - 0.01 * (layer + 1) * ((p + 1) % 2)
+        return odd_better(layer, p, metric)
+
+    result = position_specialisation(metrics_all(value), None)
+    assert result["metrics"]["explained_variance"]["favours"] == "odd"
+    assert result["metrics"]["fvu"]["favours"] == "even"
+    assert result["caveats"] == [
+        "At 6 of 72 sites the SAE learned little beyond the per-dimension mean (FVU above 0.99, or no variance; "
+        "see the warnings of metrics_all.json): there, the reconstruction metrics compare SAEs that did not learn "
+        "the data.",
+        "The seed's explained variance finds odd positions better, the standard one (1 - FVU) even positions "
+        "better: the seed's definition counts the spread between the per-dimension means as explained. Read FVU."]
+    assert "<strong>Caveat:</strong> At 6 of 72 sites" in positions_table_html(result)
 
 
 def test_even_clearly_better_contradicts_the_claim():

@@ -251,8 +251,10 @@ def plot_positions(positions_json: str | os.PathLike, dataset_json: str | os.Pat
                 va="top")
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
-    _title(fig, f"{dataset.get('model', 'model')} - odd against even thought positions, per layer",
-           dataset.get("synthetic", False))
+    heading = f"{dataset.get('model', 'model')} - odd against even thought positions, per layer"
+    for caveat in doc.get("caveats", []):
+        heading += "\n" + "\n".join(textwrap.wrap(f"Caveat: {caveat}", 130))
+    _title(fig, heading, dataset.get("synthetic", False))
     _save(fig, out_png, out_svg)
 
 

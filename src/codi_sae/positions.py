@@ -20,6 +20,12 @@ probe file's ``sites[layer][position].models.codes.auroc.mean``, when a probe fi
   (std) are one quantity (EV (std) = 1 - FVU), so their tests agree. The death rate and the
   probe AUROC are not reconstruction metrics: their verdicts say which positions do better,
   not whether the claim holds.
+- ``favours``: ``odd`` or ``even`` where the test finds a difference at the 5% level, else None.
+- ``caveats``: what a reader must know before trusting the verdicts: the sites where the SAE
+  learned little beyond the per-dimension mean (FVU above ``compare.LEARNED_LITTLE_FVU``, or no
+  variance at all: the sites ``metrics_all.json`` warns about), and a seed's explained variance
+  that favours other positions than the standard one (it counts the spread between the
+  per-dimension means as explained).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import statistics
 from scipy.stats import rankdata, wilcoxon
 
 from .atomic import read_json, write_json, write_text
+from .compare import LEARNED_LITTLE_FVU
 from .errors import InputError
 from .selection import cell
 from .tables import _page, _table
@@ -94,7 +101,7 @@ def _compare(by_layer: dict[int, dict[int, float | None]], odd: list[int], even:
             diffs.append(difference if higher else -difference)  # > 0: odd is better
     n, odd_better = len(diffs), sum(d > 0 for d in diffs)
     result = {"per_layer": per_layer, "n_layers": n, "odd_better_layers": odd_better, "p_value": None, "test": TEST,
-              "note": None}
+              "note": None, "favours": None}
     if not odd or not even:
         result["note"] = "no even/odd comparison: the data have " + ("no odd" if not odd else "no even") + " position"
         result["verdict"] = f"No even/odd comparison: the data have positions {sorted(odd + even)} only."
@@ -119,8 +126,29 @@ def _compare(by_layer: dict[int, dict[int, float | None]], odd: list[int], even:
                       else f"{'odd' if signed_ranks > 0 else 'even'} positions are better at the 5% level")
         conclusion += " (not a reconstruction metric: it does not test the claim directly)"
     result["p_value"] = p
+    result["favours"] = ("odd" if signed_ranks > 0 else "even") if significant else None
     result["verdict"] = f"{counts}; Wilcoxon p = {p:.3g}: {conclusion}."
     return result
+
+
+def _caveats(fvu: dict[int, dict[int, float | None]], metrics: dict) -> list[str]:
+    """The module's ``caveats``, from every site's FVU and the metrics' results."""
+    sites = [v for by_pos in fvu.values() for v in by_pos.values()]
+    little = sum(v is None or v > LEARNED_LITTLE_FVU for v in sites)
+    caveats = []
+    if little:
+        caveats.append(f"At {little} of {len(sites)} sites the SAE learned little beyond the per-dimension mean "
+                       f"(FVU above {LEARNED_LITTLE_FVU}, or no variance; see the warnings of metrics_all.json): "
+                       "there, the reconstruction metrics compare SAEs that did not learn the data.")
+    seed, std = metrics["explained_variance"]["favours"], metrics["fvu"]["favours"]
+    if seed != std:
+        def finding(side):
+            return f"{side} positions better" if side else "no difference at the 5% level"
+
+        caveats.append(f"The seed's explained variance finds {finding(seed)}, the standard one (1 - FVU) "
+                       f"{finding(std)}: the seed's definition counts the spread between the per-dimension means "
+                       "as explained. Read FVU.")
+    return caveats
 
 
 def position_specialisation(metrics_all: dict, probe: dict | None, *, source: str = "metrics_all",
@@ -128,14 +156,15 @@ def position_specialisation(metrics_all: dict, probe: dict | None, *, source: st
     """Odd against even positions per layer, for each metric, with a paired test across layers (see the module).
 
     ``source`` and ``probe_source`` name the inputs in error messages. Returns ``{"metrics":
-    {name: {"per_layer", "n_layers", "odd_better_layers", "p_value", "test", "note", "verdict"}},
-    "claim", "positions": {"odd", "even"}}``.
+    {name: {"per_layer", "n_layers", "odd_better_layers", "p_value", "test", "note", "favours", "verdict"}},
+    "claim", "positions": {"odd", "even"}, "caveats"}``.
     """
     values = _site_values(metrics_all, probe, source, probe_source)
     positions = sorted({p for by_pos in values["fvu"].values() for p in by_pos})
     odd, even = [p for p in positions if p % 2], [p for p in positions if p % 2 == 0]
     metrics = {name: _compare(by_layer, odd, even, name) for name, by_layer in values.items()}
-    return {"metrics": metrics, "claim": CLAIM, "positions": {"odd": odd, "even": even}}
+    return {"metrics": metrics, "claim": CLAIM, "positions": {"odd": odd, "even": even},
+            "caveats": _caveats(values["fvu"], metrics)}
 
 
 def write_positions(metrics_all_json: str | os.PathLike, probe_json: str | os.PathLike | None,
@@ -159,6 +188,7 @@ def positions_table_html(result: dict) -> str:
     parts = [f"<p>Claim: {html.escape(result['claim'])}. "
              f"Odd positions: {html.escape(', '.join(map(str, pos['odd'])) or 'none')}; "
              f"even positions: {html.escape(', '.join(map(str, pos['even'])) or 'none')}.</p>"]
+    parts += [f"<p><strong>Caveat:</strong> {html.escape(caveat)}</p>" for caveat in result["caveats"]]
     for name, m in result["metrics"].items():
         rows = [[layer, cell("{:.4f}", r["odd"]), cell("{:.4f}", r["even"]), cell("{:+.4f}", r["difference"])]
                 for layer, r in m["per_layer"].items()]
