@@ -127,9 +127,9 @@ rule baselines:
         scope="sweep|sites",
     conda:
         "../envs/sae.yaml"
-    threads: 1
+    threads: 2
     resources:
-        **asks("baselines", fixed(estimate.splits_mb(SHAPE)), fixed(30)),
+        **asks("baselines", fixed(estimate.splits_mb(SHAPE, processes=2)), fixed(30)),
     params:
         sites=lambda wildcards: (
             DATA.sites if wildcards.scope == "sites" else SWEEP_SITES

@@ -18,7 +18,7 @@ rule plot_sites:
         f"{BENCH}/plot_sites.tsv"
     conda:
         "../envs/plots.yaml"
-    threads: 1
+    threads: 2
     resources:
         mem_mb=1000,
         runtime=10,

@@ -7,6 +7,11 @@ sm = snakemake  # noqa: F821 (set by Snakemake)
 run_job(
     sm,
     lambda: write_baselines(
-        sm.input.train, sm.input.val, [tuple(s) for s in sm.params.sites], sm.params.ks, sm.output[0]
+        sm.input.train,
+        sm.input.val,
+        [tuple(s) for s in sm.params.sites],
+        sm.params.ks,
+        sm.output[0],
+        workers=sm.threads,
     ),
 )

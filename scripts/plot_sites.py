@@ -6,4 +6,4 @@ from codi_sae.jobs import run_job
 from codi_sae.plots import plot_site_heatmaps
 
 sm = snakemake  # noqa: F821 (set by Snakemake)
-run_job(sm, lambda: plot_site_heatmaps(sm.input.metrics[0], Path(sm.output.png[0]).parent))
+run_job(sm, lambda: plot_site_heatmaps(sm.input.metrics[0], Path(sm.output.png[0]).parent, workers=sm.threads))

@@ -1,10 +1,14 @@
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from sklearn.decomposition import PCA
 
-from codi_sae.baselines import fit_pca, site_baselines
+from codi_sae.baselines import fit_pca, site_baselines, write_baselines
+from codi_sae.convert import convert_raw_json
+from codi_sae.data import load_splits, site_rows
 
 
 def low_rank_rows(n=100, H=12, rank=4, seed=0):
@@ -41,3 +45,25 @@ def test_pca_solver_chosen_for_the_shape_reconstructs_as_the_covariance_one(n, H
     assert fast.svd_solver == ("full" if n < H else "covariance_eigh")
     reconstruct = lambda pca: pca.inverse_transform(pca.transform(rows))  # noqa: E731
     np.testing.assert_allclose(reconstruct(fast), reconstruct(reference), atol=1e-4)
+
+
+def test_write_baselines_at_every_site_in_one_or_two_processes(tmp_path, raw_file):
+    raw, _ = raw_file
+    train_pt, val_pt = tmp_path / "train.pt", tmp_path / "val.pt"
+    convert_raw_json(raw, train_pt, val_pt, tmp_path / "info.json")
+    sites = [(0, 1), (3, 2), (2, 0)]
+    doc = write_baselines(train_pt, val_pt, sites, [3, 2], tmp_path / "one.json")
+    assert json.loads((tmp_path / "one.json").read_text()) == doc
+    assert (doc["ks"], doc["n_train"], doc["n_val"]) == ([2, 3], 8, 2)
+    train, val = load_splits(train_pt, val_pt)
+    for position, layer in sites:
+        rows = [site_rows(split, path, [(position, layer)])[0] for split, path in ((train, train_pt), (val, val_pt))]
+        assert doc["sites"][str(layer)][str(position)] == site_baselines(*rows, [2, 3])
+    two = write_baselines(train_pt, val_pt, sites, [3, 2], tmp_path / "two.json", workers=2)
+    assert two.keys() == doc.keys() and two["sites"].keys() == doc["sites"].keys()
+    for layer, by_pos in doc["sites"].items():
+        for position, site in by_pos.items():  # one BLAS thread per process: the same up to rounding
+            other = two["sites"][layer][position]
+            assert other["mean_only"] == pytest.approx(site["mean_only"], rel=1e-9, abs=1e-12)
+            for k, pca in site["pca"].items():
+                assert other["pca"][k] == pytest.approx(pca, rel=1e-9, abs=1e-12)

@@ -94,6 +94,14 @@ def test_site_heatmaps_shapes(tmp_path, shape):
     assert not list((tmp_path / "plots").glob(".*"))  # no temporary files left behind
 
 
+def test_site_heatmaps_drawn_in_two_processes_are_the_same_files(tmp_path):
+    src = write(tmp_path / "metrics_all.json", metrics_all(2, 3))
+    one, two = plot_site_heatmaps(src, tmp_path / "one"), plot_site_heatmaps(src, tmp_path / "two", workers=2)
+    assert [p.name for p in one] == [p.name for p in two]
+    for a, b in zip(one, two):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
 def test_site_heatmaps_missing_cell_and_flag(tmp_path):
     src = write(tmp_path / "m.json", metrics_all(3, 2, synthetic=False, skip={(1, 0), (2, 1)}))
     paths = plot_site_heatmaps(src, tmp_path)

@@ -17,8 +17,9 @@ import torch
 from sklearn.decomposition import PCA
 
 from .atomic import write_json
-from .data import load_splits, site_rows
+from .data import load_worker_splits, site_rows, worker_splits
 from .metrics import ReconStats
+from .parallel import map_in_order
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,25 @@ def site_baselines(x_train: torch.Tensor, x_val: torch.Tensor, ks: list[int]) ->
     return out
 
 
+def _site_job(job: tuple) -> tuple[int, int, dict]:
+    """One site's training and validation row counts and ``site_baselines`` (in a worker process, when
+    there are several)."""
+    (position, layer), ks = job
+    (train, train_pt), (val, val_pt) = worker_splits()
+    x_train, x_val = site_rows(train, train_pt, [(position, layer)])[0], site_rows(val, val_pt, [(position, layer)])[0]
+    return x_train.shape[0], x_val.shape[0], site_baselines(x_train, x_val, ks)
+
+
 def write_baselines(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sites: list[tuple[int, int]],
-                    ks: list[int], out: str | os.PathLike) -> dict:
-    """Both baselines at every site, for every K in ``ks``:
+                    ks: list[int], out: str | os.PathLike, workers: int = 1) -> dict:
+    """Both baselines at every site, for every K in ``ks``, ``workers`` processes sharing the sites:
     ``{"ks", "n_train", "n_val", "sites": {"<layer>": {"<pos>": site_baselines(...)}}}``."""
-    train, val = load_splits(train_pt, val_pt)
     doc = {"ks": sorted(ks), "sites": {}}
-    for position, layer in sites:
-        x_train, x_val = site_rows(train, train_pt, [(position, layer)])[0], site_rows(val, val_pt, [(position, layer)])[0]
-        doc["sites"].setdefault(str(layer), {})[str(position)] = site_baselines(x_train, x_val, doc["ks"])
-        doc.update(n_train=x_train.shape[0], n_val=x_val.shape[0])
+    jobs = [(site, doc["ks"]) for site in sites]
+    results = map_in_order(_site_job, jobs, workers, load_worker_splits, (train_pt, val_pt, workers))
+    for ((position, layer), _), (n_train, n_val, result) in zip(jobs, results):
+        doc["sites"].setdefault(str(layer), {})[str(position)] = result
+        doc.update(n_train=n_train, n_val=n_val)
     log.info("baselines at %d site(s) for K in %s", len(sites), doc["ks"])
     write_json(out, doc)
     return doc

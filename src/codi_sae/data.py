@@ -6,9 +6,12 @@ import os
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from .atomic import load_torch
 from .errors import InputError
+
+_worker_splits: list = []  # [(train split, its path), (validation split, its path)] in a worker process
 
 
 def load_split(path: str | os.PathLike) -> dict:
@@ -58,3 +61,18 @@ def site_rows(payload: dict, path: str | os.PathLike, sites: list[tuple[int, int
             raise InputError(f"{path}: sites {sites[0]} and {(position, layer)} have different row counts")
         blocks.append(payload["activations"][torch.from_numpy(rows)])
     return torch.stack(blocks)
+
+
+def load_worker_splits(train_pt: str | os.PathLike, val_pt: str | os.PathLike, workers: int) -> None:
+    """Pool initializer (``parallel.map_in_order``): load (memory-map) both splits once per process,
+    for ``worker_splits``; with several processes, one BLAS thread each (more would compete for the
+    same cores)."""
+    if workers > 1:
+        threadpool_limits(1)
+        torch.set_num_threads(1)
+    _worker_splits[:] = zip(load_splits(train_pt, val_pt), (train_pt, val_pt))
+
+
+def worker_splits() -> list[tuple[dict, str | os.PathLike]]:
+    """``[(train split, path), (validation split, path)]`` as ``load_worker_splits`` loaded them."""
+    return _worker_splits

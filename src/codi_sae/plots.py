@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 from .atomic import atomic_path, read_json  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .heatmaps import PROBE_METRICS, SITE_METRICS, Metric  # noqa: E402
+from .parallel import map_in_order  # noqa: E402
 from .selection import where  # noqa: E402
 
 DPI = 150
@@ -51,9 +52,10 @@ def _title(fig, text: str, synthetic: bool) -> None:
 
 
 def _save(fig, png: str | os.PathLike, svg: str | os.PathLike) -> list[Path]:
-    """Save ``fig`` as PNG and SVG (text kept as text, no timestamp), atomically; close it."""
+    """Save ``fig`` as PNG and SVG (text kept as text; no timestamp and fixed element ids, so the
+    same figure gives the same bytes), atomically; close it."""
     try:
-        with plt.rc_context({"svg.fonttype": "none"}):
+        with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "codi-sae"}):
             for path, fmt, meta in ((png, "png", None), (svg, "svg", {"Date": None})):
                 with atomic_path(path) as tmp:
                     fig.savefig(tmp, format=fmt, dpi=DPI, bbox_inches="tight", metadata=meta)
@@ -112,9 +114,28 @@ def _grid(layers: list[int], positions: list[int], cell) -> tuple[np.ndarray, np
     return values, labels
 
 
-def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+def _site_heatmap(job: tuple) -> list[Path]:
+    """One metric's heatmap for ``plot_site_heatmaps`` (in a worker process, when there are several)."""
+    metric, doc, layers, positions, heading, out_dir = job
+
+    def cell(layer: int, pos: int):
+        here = {**doc.get("baselines", {}).get(str(layer), {}).get(str(pos), {}),
+                **doc["results"].get(str(layer), {}).get(str(pos), {})}  # the metrics beside their baselines
+        if here.get(metric.key) is None:
+            return None
+        label = metric.fmt.format(here[metric.key])
+        if metric.pca_key and here.get(metric.pca_key) is not None:
+            label += "\nPCA " + metric.fmt.format(here[metric.pca_key])
+        return here[metric.key], label
+
+    title = metric.title + ("; under each cell, PCA with the same K" if metric.pca_key else "")
+    return _heatmap(*_grid(layers, positions, cell), layers, positions, metric, title, heading,
+                    doc.get("dataset", {}).get("synthetic", False), Path(out_dir) / metric.key)
+
+
+def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.PathLike, workers: int = 1) -> list[Path]:
     """Layer x position heatmaps of ``heatmaps.SITE_METRICS``, with PCA-K's value under the SAE's
-    where there is one to compare; returns the PNG+SVG paths."""
+    where there is one to compare, drawn by ``workers`` processes; returns the PNG+SVG paths."""
     doc = _load(metrics_all_json, "config", "results")
     layers, positions = _site_grid(doc)
     if not layers or not positions:
@@ -122,27 +143,8 @@ def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.Pa
     dataset, cfg = doc.get("dataset", {}), doc["config"]
     heading = (f"{dataset.get('model', 'model')} - TopK SAE d={cfg.get('latent_dim')}, K={cfg.get('k')}, "
                f"{cfg.get('recipe', 'seed')} recipe")
-
-    def site(layer: int, pos: int) -> dict:
-        """The site's metrics and its baselines (``compare.beside``) in one dict."""
-        return {**doc.get("baselines", {}).get(str(layer), {}).get(str(pos), {}),
-                **doc["results"].get(str(layer), {}).get(str(pos), {})}
-
-    paths = []
-    for metric in SITE_METRICS:
-        def cell(layer: int, pos: int, metric: Metric = metric):
-            here = site(layer, pos)
-            if here.get(metric.key) is None:
-                return None
-            label = metric.fmt.format(here[metric.key])
-            if metric.pca_key and here.get(metric.pca_key) is not None:
-                label += "\nPCA " + metric.fmt.format(here[metric.pca_key])
-            return here[metric.key], label
-
-        title = metric.title + ("; under each cell, PCA with the same K" if metric.pca_key else "")
-        paths += _heatmap(*_grid(layers, positions, cell), layers, positions, metric, title, heading,
-                          dataset.get("synthetic", False), Path(out_dir) / metric.key)
-    return paths
+    jobs = [(metric, doc, layers, positions, heading, out_dir) for metric in SITE_METRICS]
+    return [path for paths in map_in_order(_site_heatmap, jobs, workers) for path in paths]
 
 
 def plot_probe_heatmaps(probe_json: str | os.PathLike, dataset_json: str | os.PathLike,

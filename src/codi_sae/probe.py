@@ -37,12 +37,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from .atomic import write_json
 from .baselines import fit_pca
 from .codes import codes_dense, load_codes
-from .data import load_splits, site_rows
+from .data import load_worker_splits, site_rows, worker_splits
 from .errors import InputError
 from .parallel import map_in_order
 
@@ -123,24 +122,13 @@ def probe_site(codes: np.ndarray, raw: np.ndarray, labels: np.ndarray, k: int, s
             "top_latents": [{"latent": int(i), "coef": float(coef[i])} for i in top]}
 
 
-_splits: list = []  # the train and validation splits, in each process that probes sites
-
-
-def _load_splits(train_pt: str | os.PathLike, val_pt: str | os.PathLike, workers: int) -> None:
-    """Pool initializer: load (memory-map) both splits once per process; with several processes,
-    one BLAS thread each (more would compete for the same cores)."""
-    if workers > 1:
-        threadpool_limits(1)
-        torch.set_num_threads(1)
-    _splits[:] = zip(load_splits(train_pt, val_pt), (train_pt, val_pt))
-
-
 def _probe_job(job: tuple) -> dict:
     """Check one site's codes against the splits and probe it (in a worker process, when there are several)."""
     (position, layer), path, settings = job
-    ids = [pid for split, _ in _splits for pid in split["problems"]["ids"]]
-    labels = np.array([c for split, _ in _splits for c in split["problems"]["is_correct"]], dtype=bool)
-    in_train = np.arange(len(ids)) < len(_splits[0][0]["problems"]["ids"])  # the rows the SAEs trained on
+    splits = worker_splits()
+    ids = [pid for split, _ in splits for pid in split["problems"]["ids"]]
+    labels = np.array([c for split, _ in splits for c in split["problems"]["is_correct"]], dtype=bool)
+    in_train = np.arange(len(ids)) < len(splits[0][0]["problems"]["ids"])  # the rows the SAEs trained on
     codes = load_codes(path)
     missing = [key for key in CODES_KEYS if key not in codes]
     if missing:
@@ -151,8 +139,8 @@ def _probe_job(job: tuple) -> dict:
                          f"expected position {position}, layer {layer}")
     if list(codes["problem_ids"]) != ids:
         raise InputError(f"{path}: position {position}, layer {layer}: its problem ids are not those of "
-                         f"{_splits[0][1]} then {_splits[1][1]}, in order")
-    raw = torch.cat([site_rows(split, split_path, [(position, layer)])[0] for split, split_path in _splits])
+                         f"{splits[0][1]} then {splits[1][1]}, in order")
+    raw = torch.cat([site_rows(split, split_path, [(position, layer)])[0] for split, split_path in splits])
     return probe_site(codes_dense(codes).numpy(), raw.numpy(), labels, config["k"], settings, in_train)
 
 
@@ -166,7 +154,7 @@ def write_probes(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sites: 
         raise InputError(f"probe: {len(sites)} sites but {len(code_files)} codes files")
     doc = {"settings": asdict(settings), "sites": {}}
     jobs = [(site, path, settings) for site, path in zip(sites, code_files)]
-    for ((position, layer), _, _), result in zip(jobs, map_in_order(_probe_job, jobs, workers, _load_splits,
+    for ((position, layer), _, _), result in zip(jobs, map_in_order(_probe_job, jobs, workers, load_worker_splits,
                                                                      (train_pt, val_pt, workers))):
         doc["sites"].setdefault(str(layer), {})[str(position)] = result
         auroc = {m: result["models"][m]["auroc"]["mean"] for m in ("codes", "raw", "pca")}
