@@ -95,3 +95,13 @@ def test_each_rule_lists_every_module_its_job_runs_and_its_env_has_them(name, ru
     packages = {dep.split("=")[0].split(">")[0].split("<")[0].strip() for dep in env}
     provided = {CONDA_MODULES.get(p, p) for p in packages}
     assert set(job["third_party"]) <= provided, f"rule {name}'s env {rule['env']} lacks {set(job['third_party']) - provided}"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "config").glob("*.yaml") if p.name != "config.schema.yaml"))
+def test_shipped_config_files_pass_the_schema(name):
+    """Each config file the README points to, over the defaults as ``--configfile`` lays it."""
+    from snakemake.utils import update_config, validate
+
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    validate(config, str(REPO / "config/config.schema.yaml"))
