@@ -25,11 +25,16 @@ def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int) ->
     return out
 
 
+def learned_little(fvu: float | None) -> bool:
+    """Whether an SAE of this FVU gets a ``warning``: no variance to explain, or under 1% of it explained."""
+    return fvu is None or fvu > LEARNED_LITTLE_FVU
+
+
 def warning(fvu: float | None, mean_only_fvu: float | None) -> str | None:
     """Why this SAE's reconstruction should not be trusted, or None."""
+    if not learned_little(fvu):
+        return None
     if fvu is None:
         return "the activations here do not vary: there is no variance to explain"
-    if fvu > LEARNED_LITTLE_FVU:
-        return (f"FVU {fvu:.3f} > {LEARNED_LITTLE_FVU}: the SAE explains under 1% of the variance around the "
-                f"per-dimension mean, which the mean-only model predicts (FVU {mean_only_fvu:.3f})")
-    return None
+    return (f"FVU {fvu:.3f} > {LEARNED_LITTLE_FVU}: the SAE explains under 1% of the variance around the "
+            f"per-dimension mean, which the mean-only model predicts (FVU {mean_only_fvu:.3f})")

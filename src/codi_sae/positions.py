@@ -22,8 +22,8 @@ probe file's ``sites[layer][position].models.codes.auroc.mean``, when a probe fi
   not whether the claim holds.
 - ``favours``: ``odd`` or ``even`` where the test finds a difference at the 5% level, else None.
 - ``caveats``: what a reader must know before trusting the verdicts: the sites where the SAE
-  learned little beyond the per-dimension mean (FVU above ``compare.LEARNED_LITTLE_FVU``, or no
-  variance at all: the sites ``metrics_all.json`` warns about), and a seed's explained variance
+  learned little beyond the per-dimension mean (``compare.learned_little``: the sites
+  ``metrics_all.json`` warns about), and a seed's explained variance
   that favours other positions than the standard one (it counts the spread between the
   per-dimension means as explained).
 """
@@ -37,7 +37,7 @@ import statistics
 from scipy.stats import rankdata, wilcoxon
 
 from .atomic import read_json, write_json, write_text
-from .compare import LEARNED_LITTLE_FVU
+from .compare import LEARNED_LITTLE_FVU, learned_little
 from .errors import InputError
 from .selection import cell
 from .tables import _page, _table
@@ -134,7 +134,7 @@ def _compare(by_layer: dict[int, dict[int, float | None]], odd: list[int], even:
 def _caveats(fvu: dict[int, dict[int, float | None]], metrics: dict) -> list[str]:
     """The module's ``caveats``, from every site's FVU and the metrics' results."""
     sites = [v for by_pos in fvu.values() for v in by_pos.values()]
-    little = sum(v is None or v > LEARNED_LITTLE_FVU for v in sites)
+    little = sum(map(learned_little, sites))
     caveats = []
     if little:
         caveats.append(f"At {little} of {len(sites)} sites the SAE learned little beyond the per-dimension mean "
