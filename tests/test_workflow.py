@@ -245,26 +245,32 @@ def test_incremental_rebuilds(demo_run):
     assert jobs == Counter({"train_sweep": 1, "analyze_sweep": 1, "plot_sweep": 1, "baselines": baselines,
                             **sites_and_after})
 
+    # dry runs (-n) from here: the jobs a run would execute after each edit alone
+    settings = config.read_text()
+
     # probe settings: the probe and what reads it only
-    config.write_text(config.read_text() + "probe: {C: 0.5}\n")
-    assert ran(snakemake(wd, *args)) == Counter({"probe": 1, "positions": 1, "probe_page": 1, "plot_analyses": 1,
-                                                  "all": 1})
+    config.write_text(settings + "probe: {C: 0.5}\n")
+    assert ran(snakemake(wd, *args, "-n")) == Counter({"probe": 1, "positions": 1, "probe_page": 1,
+                                                        "plot_analyses": 1, "all": 1})
 
     # site training settings: the sites and what follows only
-    edit(config, "sites: {sites_per_batch: 12}", "sites: {sites_per_batch: 12, train: {epochs: 2}}")
-    assert ran(snakemake(wd, *args)) == Counter(sites_and_after)
+    config.write_text(settings.replace("sites: {sites_per_batch: 12}",
+                                       "sites: {sites_per_batch: 12, train: {epochs: 2}}"))
+    assert ran(snakemake(wd, *args, "-n")) == Counter(sites_and_after)
+    config.write_text(settings)
 
-    # the package's training code: every training job and what follows, not the data
+    # the plotting code: the plots only
+    with open(wd / "src/codi_sae/plots.py", "a") as f:
+        f.write("\n# edited\n")
+    assert ran(snakemake(wd, *args, "-n")) == Counter({"plot_sites": 1, "plot_sweep": 1, "plot_analyses": 1, "all": 1})
+
+    # the package's training code: every training job and what follows, not the data (a real run:
+    # a dry run cannot see past the sweep's analysis, a checkpoint, that reruns)
     with open(wd / "src/codi_sae/train.py", "a") as f:
         f.write("\n# edited\n")
     jobs = ran(snakemake(wd, *args))
     assert jobs["train_sweep"] == 1 and jobs["train_sites"] == 1
     assert not jobs["convert"] and not jobs["demo_data"]
-
-    # the plotting code: the plots only
-    with open(wd / "src/codi_sae/plots.py", "a") as f:
-        f.write("\n# edited\n")
-    assert ran(snakemake(wd, *args)) == Counter({"plot_sites": 1, "plot_sweep": 1, "plot_analyses": 1, "all": 1})
 
 
 def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
@@ -284,9 +290,9 @@ def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
     split = {f: torch.load(wd / f, weights_only=True)["model_state_dict"] for f in files}
     metrics = {f: without_times(json.loads((wd / f.replace(".pt", ".json")).read_text())["metrics"]) for f in files}
 
-    # a recipe switch reruns the sweep jobs whose recipe it changes: the seed's three, not topk's
+    # a recipe switch would rerun the sweep jobs whose recipe it changes: the seed's three, not topk's
     config.write_text(config.read_text() + "sae: {activation: relu_topk}\n")
-    jobs = ran(snakemake(wd, *args))
+    jobs = ran(snakemake(wd, *args, "-n"))
     assert jobs["train_sweep"] == 3 and not jobs["baselines"] and not jobs["convert"]
 
     # back to one job each: the same SAEs, tensor for tensor
@@ -351,7 +357,7 @@ def test_jobs_run_the_package_of_their_own_checkout(tmp_path):
     assert (wd / "imported_from").read_text() == str(wd / "src/codi_sae/jobs.py")
 
 
-def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
+def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     wd = copy_workflow(tmp_path / "wf")
     obj = raw_dict(n=12, layers=tuple(range(5)), T=6, H=96)
     obj["metadata"]["synthetic"] = True  # the data's own flag, not raw_json being empty, makes the banner
@@ -374,32 +380,24 @@ def test_raw_json_of_another_shape_and_its_replacement(tmp_path):
     assert (wd / "results/plots/explained_variance.png").exists()
     html = build_report(wd, *args)
     assert "SYNTHETIC DEMO DATA: the data" in html and "(75% train, 25%" in html
-    train = wd / "results/data/train_activations.pt"
-    before = torch.load(train, weights_only=True)["activations"]
 
-    # the raw JSON replaced by other (real, not synthetic) data of the same shape: everything reruns
-    write_raw(raw, raw_dict(n=12, layers=tuple(range(5)), T=6, H=96, seed=1))
+    # replaced by other (real, not synthetic) data of the smallest shape, one layer and one position:
+    # everything reruns, with a note where a comparison needs two layers or positions
+    write_raw(raw, raw_dict(n=12, layers=(7,), T=1, H=16, seed=1))
+    (wd / "other.yaml").write_text(f"raw_json: {raw}\n"
+                                   "sweep: {position: 0, layer: 7, configs: [{d: 16, k: 4}]}\ntrain: {epochs: 2}\n")
     jobs = ran(snakemake(wd, *args))
     assert jobs == Counter({"convert": 1, "baselines": 2, "train_sweep": 1, "analyze_sweep": 1, "train_sites": 1,
                             "collect_site_metrics": 1, "plot_sites": 1, "plot_sweep": 1, "report_tables": 1,
                             "all": 1, **{rule: 1 for rule in USE_CASES}})
-    assert json.loads((wd / "results/data/dataset.json").read_text())["synthetic"] is False
-    assert not torch.equal(torch.load(train, weights_only=True)["activations"], before)
-    assert "SYNTHETIC DEMO DATA" not in build_report(wd, *args)
-
-
-def test_one_layer_and_one_position(tmp_path):
-    """The smallest shape: every output, with a note where a comparison needs two layers or positions."""
-    wd = copy_workflow(tmp_path / "wf")
-    raw = write_raw(tmp_path / "one.json", raw_dict(n=12, layers=(7,), T=1, H=16))
-    (wd / "one.yaml").write_text(f"raw_json: {raw}\n"
-                                 "sweep: {position: 0, layer: 7, configs: [{d: 16, k: 4}]}\ntrain: {epochs: 2}\n")
-    assert ran(snakemake(wd, "--configfile", "one.yaml"))["plot_analyses"] == 1
+    info = json.loads((wd / "results/data/dataset.json").read_text())
+    assert info["synthetic"] is False and info["layers"] == [7] and info["n_positions"] == 1
     cross = json.loads((wd / "results/analysis/cross_layer.json").read_text())
     assert cross["across_layers"] == {"0": {}} and cross["across_positions"] == {"7": {}}
     positions = json.loads((wd / "results/analysis/positions.json").read_text())
     assert positions["metrics"]["fvu"]["note"] == "no even/odd comparison: the data have no odd position"
     assert json.loads((wd / "results/probe/metrics.json").read_text())["sites"]["7"]["0"]["folds"] == 4
+    assert "SYNTHETIC DEMO DATA" not in build_report(wd, *args)
 
 
 @pytest.mark.parametrize(
