@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from codi_sae.collect import BASELINE_SUMMARY, SUMMARY_METRICS, collect_site_metrics
-from codi_sae.compare import BASELINE_METRICS
+from codi_sae.compare import BASELINE_METRICS, warning
 from codi_sae.errors import InputError
 
 
@@ -68,8 +68,18 @@ def test_warnings_and_undefined_metrics(tmp_path):
     assert out["config"]["sites_trained_together"] == 3
     assert [w.split(":")[0] for w in out["warnings"]] == ["position 1, layer 0", "position 2, layer 0"]
     assert "FVU 0.995 > 0.99" in out["warnings"][0] and "do not vary" in out["warnings"][1]
+    assert "try sae.recipe: topk" in out["warnings"][0]  # the sites' recipe is the seed's
     assert out["statistics"]["fvu"]["n"] == 2 and out["statistics"]["fvu_minus_pca_fvu"]["n"] == 2
     assert "NaN" not in (tmp_path / "all.json").read_text()
+
+
+def test_a_warning_says_when_an_sae_is_worse_than_the_mean_and_what_to_try():
+    worse = warning(4561.346, 1.031, "seed")  # the seed recipe on data with a dimension near 3000
+    assert worse.startswith("FVU 4561.346 > 0.99, above the mean-only model's 1.031: the SAE reconstructs")
+    assert worse.endswith("try sae.recipe: topk")
+    little = warning(0.995, 1.01, "topk")
+    assert "explains under 1% of the variance" in little and "try" not in little
+    assert warning(0.98, 1.01, "seed") is None
 
 
 def test_sites_of_different_saes_are_refused(tmp_path):

@@ -10,10 +10,11 @@ BASELINE_METRICS = ("explained_variance", "explained_variance_std", "fvu", "reco
 LEARNED_LITTLE_FVU = 0.99  # an FVU above this explains under 1% of the variance around the mean
 
 
-def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int) -> dict:
-    """The baselines of the SAE (``metrics``, with ``k``) at a site of ``baselines`` (the
-    baselines job's JSON), flat: ``mean_only_<metric>``, ``pca_k``, ``pca_n_components``,
-    ``pca_<metric>``, ``fvu_minus_pca_fvu``, and ``warning`` (null when all is well)."""
+def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int, recipe: str | None = None) -> dict:
+    """The baselines of the SAE (``metrics``, with ``k``, trained by ``recipe``) at a site of
+    ``baselines`` (the baselines job's JSON), flat: ``mean_only_<metric>``, ``pca_k``,
+    ``pca_n_components``, ``pca_<metric>``, ``fvu_minus_pca_fvu``, and ``warning`` (null when all
+    is well)."""
     site = baselines["sites"][str(layer)][str(position)]
     pca = site["pca"][str(k)]
     out = {f"mean_only_{m}": site["mean_only"][m] for m in BASELINE_METRICS}
@@ -21,7 +22,7 @@ def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int) ->
     out.update({f"pca_{m}": pca[m] for m in BASELINE_METRICS})
     fvu = metrics["fvu"]
     out["fvu_minus_pca_fvu"] = None if fvu is None or pca["fvu"] is None else fvu - pca["fvu"]
-    out["warning"] = warning(fvu, out["mean_only_fvu"])
+    out["warning"] = warning(fvu, out["mean_only_fvu"], recipe)
     return out
 
 
@@ -30,11 +31,19 @@ def learned_little(fvu: float | None) -> bool:
     return fvu is None or fvu > LEARNED_LITTLE_FVU
 
 
-def warning(fvu: float | None, mean_only_fvu: float | None) -> str | None:
-    """Why this SAE's reconstruction should not be trusted, or None."""
+def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None = None) -> str | None:
+    """Why this SAE's reconstruction should not be trusted, or None; for the seed recipe, what to try."""
     if not learned_little(fvu):
         return None
     if fvu is None:
         return "the activations here do not vary: there is no variance to explain"
-    return (f"FVU {fvu:.3f} > {LEARNED_LITTLE_FVU}: the SAE explains under 1% of the variance around the "
-            f"per-dimension mean, which the mean-only model predicts (FVU {mean_only_fvu:.3f})")
+    if mean_only_fvu is not None and fvu > mean_only_fvu:
+        why = (f"FVU {fvu:.3f} > {LEARNED_LITTLE_FVU}, above the mean-only model's {mean_only_fvu:.3f}: the SAE "
+               "reconstructs the data worse than predicting every row as the training mean")
+    else:
+        why = (f"FVU {fvu:.3f} > {LEARNED_LITTLE_FVU}: the SAE explains under 1% of the variance around the "
+               f"per-dimension mean, which the mean-only model predicts (FVU {mean_only_fvu:.3f})")
+    if recipe == "seed":
+        why += ("; the seed recipe (zero decoder bias, unscaled inputs) ends here on activations far from zero: "
+                "try sae.recipe: topk")
+    return why
