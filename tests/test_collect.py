@@ -80,6 +80,7 @@ def test_a_warning_says_when_an_sae_is_worse_than_the_mean_and_what_to_try():
     little = warning(0.995, 1.01, "topk")
     assert "explains under 1% of the variance" in little and "try" not in little
     assert warning(0.98, 1.01, "seed") is None
+    assert warning(0.995, None).endswith("which the mean-only model predicts")  # its FVU undefined
 
 
 def test_sites_of_different_saes_are_refused(tmp_path):

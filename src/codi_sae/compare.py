@@ -42,8 +42,9 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
                "reconstructs the data worse than predicting every row as the training mean")
     else:
         why = (f"FVU {fvu:.3f} > {LEARNED_LITTLE_FVU}: the SAE explains under 1% of the variance around the "
-               f"per-dimension mean, which the mean-only model predicts (FVU {mean_only_fvu:.3f})")
+               "per-dimension mean, which the mean-only model predicts"
+               + ("" if mean_only_fvu is None else f" (FVU {mean_only_fvu:.3f})"))
     if recipe == "seed":
-        why += ("; the seed recipe (zero decoder bias, unscaled inputs) ends here on activations far from zero: "
-                "try sae.recipe: topk")
+        why += ("; the seed recipe (zero decoder bias, unscaled inputs) often ends here when the activations' "
+                "means are far from zero: try sae.recipe: topk")
     return why
