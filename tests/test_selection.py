@@ -103,6 +103,21 @@ def test_analysis_files(tmp_path, min_ev, qualified):
     assert "- WARNING d=256, K=75" in table
 
 
+def test_the_rationale_says_when_every_config_has_a_warning(tmp_path):
+    files = [write_config(tmp_path, "d512_k150", 512, 150, 0.45, 0.0),  # FVU 1.05 and 1.2
+             write_config(tmp_path, "d256_k30", 256, 30, 0.3, 0.0)]
+    entries = [{"d": 512, "k": 150, "recipe": "seed"}, {"d": 256, "k": 30, "recipe": "seed"}]
+    out = [tmp_path / n for n in ("summary.json", "summary.md", "choice.json")]
+    selection = {"metric": "explained_variance", "min_explained_variance": 0.7}
+    analyze_sweep([[f] for f in files], entries, baselines(tmp_path, [30, 150]), selection, *out)
+    rationale = json.loads(out[0].read_text())["rationale"]
+    assert rationale.endswith("Every config has a warning: none reconstructs clearly better than the mean-only model.")
+    assert rationale in out[1].read_text()
+    files[1] = write_config(tmp_path, "d256_k30", 256, 30, 0.9, 0.0)  # FVU 0.6: no warning
+    analyze_sweep([[f] for f in files], entries, baselines(tmp_path, [30, 150]), selection, *out)
+    assert "Every config" not in json.loads(out[0].read_text())["rationale"]
+
+
 def test_a_sweep_at_several_sites_picks_one_sweet_spot_by_the_means(tmp_path):
     sites = [(3, 8), (0, 1)]
     # d=512 is better at (3, 8) alone; over both sites d=256 has the lower mean death rate

@@ -112,6 +112,8 @@ def analyze_sweep(metric_files: list[list[str | os.PathLike]], entries: list[dic
         rationale = (f"No config reaches {metric} >= {min_ev:g}; {label(best)} is chosen for the highest "
                      f"{metric} ({cell('{:.4f}', best[metric]) or 'undefined'}).")
     warnings = [f"{label(r)}: {r['warning']}" for r in ranked if r["warning"]]
+    if len(warnings) == len(ranked):
+        rationale += " Every config has a warning: none reconstructs clearly better than the mean-only model."
     table = markdown_table(ranked)
     summary = {
         **({"site": sites[0]} if len(sites) == 1 else {}),
