@@ -51,3 +51,12 @@ rule all:
         rules.catalogue.output,
         rules.probe_page.output,
         rules.plot_analyses.output,
+
+
+# The results' warnings (SAEs that learned little beyond the mean), where a user sees them.
+onsuccess:
+    note = warnings_note(
+        rules.analyze_sweep.output.summary, rules.collect_site_metrics.output[0]
+    )
+    if note:
+        logger.warning(note)

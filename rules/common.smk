@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 # The package in this checkout's src/: first on this process's path, and (workflow.py) on every
 # job's, so that a codi_sae installed elsewhere never stands in for the modules rules list.
@@ -9,6 +10,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from codi_sae.atomic import read_json
+from codi_sae.compare import warnings_note
 from codi_sae.errors import InputError
 from codi_sae.extract import checkpoint_weights
 from codi_sae.heatmaps import PROBE_METRICS, SITE_METRICS

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from codi_sae.collect import BASELINE_SUMMARY, SUMMARY_METRICS, collect_site_metrics
-from codi_sae.compare import BASELINE_METRICS, warning
+from codi_sae.compare import BASELINE_METRICS, warning, warnings_note
 from codi_sae.errors import InputError
 
 
@@ -81,6 +81,20 @@ def test_a_warning_says_when_an_sae_is_worse_than_the_mean_and_what_to_try():
     assert "explains under 1% of the variance" in little and "try" not in little
     assert warning(0.98, 1.01, "seed") is None
     assert warning(0.995, None).endswith("which the mean-only model predicts")  # its FVU undefined
+
+
+def test_the_note_at_the_end_of_a_run_counts_the_warnings(tmp_path):
+    sweep, sites = tmp_path / "analysis_summary.json", tmp_path / "metrics_all.json"
+    assert warnings_note(sweep, sites) is None  # nothing run yet
+    sweep.write_text(json.dumps({"configs": [{}, {}, {}], "warnings": []}))
+    sites.write_text(json.dumps({"n_sites": 72, "warnings": []}))
+    assert warnings_note(sweep, sites) is None
+    sites.write_text(json.dumps({"n_sites": 72, "warnings": ["position 0, layer 1: FVU 1.2", "position 1, layer 1: x"]}))
+    note = warnings_note(sweep, sites)
+    assert note.startswith("WARNING: 2 of 72 sites have an SAE that learned little beyond the per-dimension mean.")
+    assert "The first: position 0, layer 1: FVU 1.2." in note and note.endswith(f"All: {sites}")
+    sweep.write_text(json.dumps({"configs": [{}, {}, {}], "warnings": ["d=8, K=2: FVU 3.0"]}))
+    assert warnings_note(sweep, sites).startswith("WARNING: 1 of 3 sweep configs and 2 of 72 sites have")
 
 
 def test_sites_of_different_saes_are_refused(tmp_path):

@@ -6,6 +6,10 @@ Light on imports: the analysis, collection and table jobs use it.
 
 from __future__ import annotations
 
+import os
+
+from .atomic import read_json
+
 BASELINE_METRICS = ("explained_variance", "explained_variance_std", "fvu", "reconstruction_loss")
 LEARNED_LITTLE_FVU = 0.99  # an FVU above this explains under 1% of the variance around the mean
 
@@ -48,3 +52,23 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
         why += ("; the seed recipe (zero decoder bias, unscaled inputs) often ends here when the activations' "
                 "means are far from zero: try sae.recipe: topk")
     return why
+
+
+def warnings_note(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike) -> str | None:
+    """For the end of a run: how many sweep configs (``analysis_summary.json``) and sites
+    (``metrics_all.json``) have a warning, the first one, and the files that list them all; None
+    when none has, or neither file exists yet."""
+    counts, files, first = [], [], None
+    for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
+        if not os.path.exists(path):
+            continue
+        doc = read_json(path)
+        if doc.get("warnings"):
+            total = len(doc["configs"]) if "configs" in doc else doc["n_sites"]
+            counts.append(f"{len(doc['warnings'])} of {total} {what}")
+            files.append(str(path))
+            first = first or doc["warnings"][0]
+    if not counts:
+        return None
+    return (f"WARNING: {' and '.join(counts)} have an SAE that learned little beyond the per-dimension mean. "
+            f"The first: {first}. All: {', '.join(files)}")
