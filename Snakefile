@@ -53,7 +53,7 @@ rule all:
         rules.plot_analyses.output,
 
 
-# The results' warnings (SAEs that learned little beyond the mean), where a user sees them.
+# After a run that executed jobs: the results' warnings (SAEs that learned little beyond the mean).
 onsuccess:
     note = warnings_note(
         rules.analyze_sweep.output.summary, rules.collect_site_metrics.output[0]
