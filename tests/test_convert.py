@@ -150,6 +150,7 @@ def test_bad_input_names_file_and_place_and_leaves_nothing(tmp_path, case):
         ('{"metadata": {"layers": [0], "n_tokens": 1, "hidden_dim": 2}, "samples": [', "ends early"),
         ('{"metadata": {"layers": [0], "n_tokens": 1, "hidden_dim": 2}, "samples": []}', "'samples' is empty"),
         ('{"samples": [], "metadata": {}}', "'samples' comes before 'metadata'"),
+        ('{"samples": [{"id": 0}]}', r"or there is no 'metadata'\); the metadata \(layers, n_tokens, hidden_dim\)"),
         ("[1, 2]", "expected '{' at the start"),
     ],
 )

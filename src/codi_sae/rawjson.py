@@ -231,7 +231,8 @@ def _open_samples(path: str | os.PathLike) -> tuple[_Reader, Header]:
             elif key == "samples":
                 if metadata is None:
                     raise InputError(
-                        f"{path}: 'samples' comes before 'metadata'; the metadata must come first"
+                        f"{path}: 'samples' comes before 'metadata' (or there is no 'metadata'); the "
+                        "metadata (layers, n_tokens, hidden_dim) must come first"
                     )
                 reader.expect("[", "'[' opening the samples list")
                 return reader, _check_header(metadata, str(path))
