@@ -59,13 +59,13 @@ def warnings_note(sweep_summary: str | os.PathLike, sites_summary: str | os.Path
     (``metrics_all.json``) have a warning, the first one, and the files that list them all; None
     when none has, or neither file exists yet."""
     counts, files, first = [], [], None
-    for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
+    for path, what, total in ((sweep_summary, "sweep configs", lambda doc: len(doc["configs"])),
+                              (sites_summary, "sites", lambda doc: doc["n_sites"])):
         if not os.path.exists(path):
             continue
         doc = read_json(path)
         if doc.get("warnings"):
-            total = len(doc["configs"]) if "configs" in doc else doc["n_sites"]
-            counts.append(f"{len(doc['warnings'])} of {total} {what}")
+            counts.append(f"{len(doc['warnings'])} of {total(doc)} {what}")
             files.append(str(path))
             first = first or doc["warnings"][0]
     if not counts:
