@@ -406,7 +406,8 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
 @pytest.mark.parametrize(
     "config, message",
     [
-        ("sweep: {position: 4, layer: 2}", "sweep.position=4 but the data has positions 0..3"),
+        ("sweep: {position: 4, layer: 2}", r"sweep.position=4 but the data has positions 0..3: choose sites of this "
+         r"data in a config file \(--configfile\), e.g. `sweep: \{position: 2, layer: 2\}`"),
         ("sweep: {position: 1, layer: 3}", r"sweep.layer=3 but the data has layers \[0, 1, 2\]"),
         ("sweep: {sites: [[0, 0], [3, 5]]}", r"sweep.sites: layer=5 but the data has layers \[0, 1, 2\]"),
         ("sweep: {sites: [[0, 0, 1]]}", r"On instance\['sweep'\]\['sites'\]"),

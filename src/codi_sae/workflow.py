@@ -94,11 +94,15 @@ def sweep_sites(sweep: dict, shape: DataShape) -> list[tuple[int, int]]:
         sites, where = [(sweep["position"], sweep["layer"])], ("sweep.position", "sweep.layer")
     else:
         sites, where = [tuple(site) for site in sweep["sites"]], ("sweep.sites: position", "sweep.sites: layer")
+    # The seed's site (position 3 of 6, layer 8 of 12) at the same depths of this data.
+    hint = (f": choose sites of this data in a config file (--configfile), e.g. `sweep: {{position: "
+            f"{shape.n_positions // 2}, layer: {shape.layers[2 * len(shape.layers) // 3]}}}`, the seed's "
+            "site (position 3 of 6, layer 8 of 12) at the same depth")
     for position, layer in sites:
         if position >= shape.n_positions:
-            raise InputError(f"{where[0]}={position} but the data has positions 0..{shape.n_positions - 1}")
+            raise InputError(f"{where[0]}={position} but the data has positions 0..{shape.n_positions - 1}{hint}")
         if layer not in shape.layers:
-            raise InputError(f"{where[1]}={layer} but the data has layers {list(shape.layers)}")
+            raise InputError(f"{where[1]}={layer} but the data has layers {list(shape.layers)}{hint}")
     return sites
 
 
