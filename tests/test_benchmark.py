@@ -45,3 +45,17 @@ def test_quick_extraction_benchmark_reports_every_row(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = [line for line in results.read_text().splitlines() if re.match(r"\| (1|16) \| (1|16) \|", line)]
     assert len(rows) == 4 and "random weights" in results.read_text()
+
+
+def test_quick_rows_benchmark_reports_every_recipe_at_every_size(tmp_path):
+    results = tmp_path / "ROWS.md"
+    cmd = [sys.executable, "benchmarks/rows.py", "--quick", "--results", str(results)]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = results.read_text()
+    assert "SYNTHETIC" in report
+    rows = [line.split(" | ")[:2] for line in report.splitlines() if re.match(r"\| (100|200) \|", line)]
+    assert rows == [[f"| {n}", recipe] for n in (100, 200)
+                    for recipe in ("seed", "topk", "topk, signed codes, lr 0.003")]
+    data = json.loads(results.with_suffix(".json").read_text())
+    assert all(0 <= r["pca_fvu"] < r["mean_only_fvu"] for r in data["results"])

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -97,6 +98,25 @@ def test_accuracy_near_target_and_later_layers_busier(tmp_path):
     counts = truth["active_counts"].float().mean(dim=0)  # [L, T]
     assert (counts[-1] > counts[0]).all()
     assert (counts[:, 0] > counts[:, 1]).all()  # even positions have more active features
+
+
+def test_site_sample_draws_new_rows_of_a_demo_site(tmp_path):
+    shape = {"n_layers": 2, "n_positions": 2, "hidden_dim": 16}
+    text, _, _ = _write(tmp_path, n_problems=400, **shape)
+    written = np.array([s["thoughts"]["layer_1"][1] for s in json.loads(text)["samples"]])
+    fresh = synthetic.site_sample(4000, 1, 1, **shape)
+    assert fresh.shape == (4000, 16) and fresh.dtype == np.float32
+    assert np.array_equal(fresh, synthetic.site_sample(4000, 1, 1, **shape))
+    assert not np.array_equal(fresh, synthetic.site_sample(4000, 1, 1, **shape, sample_seed=2))
+    # Same distribution as the file's rows at that site (within 4 standard errors of the mean),
+    # unlike another site's or another seed's.
+    se = written.std(0) / np.sqrt(len(written))
+    assert (np.abs(fresh.mean(0) - written.mean(0)) < 4 * se).all()
+    assert np.allclose(fresh.std(0), written.std(0), rtol=0.15)
+    for other in (synthetic.site_sample(4000, 0, 1, **shape), synthetic.site_sample(4000, 1, 1, **shape, seed=1)):
+        assert (np.abs(other.mean(0) - written.mean(0)) > 4 * se).any()
+    with pytest.raises(InputError, match="no site at position 2, layer 0"):
+        synthetic.site_sample(10, 2, 0, **shape)
 
 
 def test_bad_size_is_rejected(tmp_path):

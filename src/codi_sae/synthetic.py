@@ -70,13 +70,7 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
     the process is killed outright, no temporary file either).  Raises ``InputError``
     unless all sizes are positive integers, with ``hidden_dim`` and ``n_features`` >= 3.
     """
-    for name, value, minimum in (("n_problems", n_problems, 1), ("n_layers", n_layers, 1),
-                                 ("n_positions", n_positions, 1),
-                                 ("hidden_dim", hidden_dim, _N_MASSIVE), ("seed", seed, 0)):
-        _check_int(name, value, minimum)
-    if n_features is None:
-        n_features = max(hidden_dim // 2, _N_CORRECTNESS)
-    _check_int("n_features", n_features, _N_CORRECTNESS)
+    n_features = _check_sizes(n_problems, n_layers, n_positions, hidden_dim, n_features, seed)
     if workers is None:
         workers = min(_usable_cpus(), 8)
     _check_int("workers", workers, 1)
@@ -136,6 +130,40 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
     # A file object, not a path: torch.save would record the temporary file's name.
     with atomic_path(truth_path) as tmp, open(tmp, "wb") as out:
         torch.save(truth, out)
+
+
+def site_sample(n_rows, position, layer, *, n_layers=12, n_positions=6, hidden_dim=768, n_features=None,
+                seed=0, sample_seed=1) -> np.ndarray:
+    """SYNTHETIC: ``n_rows`` new activations, float32 [n_rows, hidden_dim], of the site (``position``,
+    ``layer``) of the demo that ``write_demo`` writes with the same sizes and ``seed``: the same
+    dictionary, site mean, feature frequencies, correctness features and noise, drawn afresh
+    from ``sample_seed``. For studies that need more rows of one site than a demo file holds
+    (e.g. how reconstruction grows with the training rows); nothing is written."""
+    n_features = _check_sizes(n_rows, n_layers, n_positions, hidden_dim, n_features, seed)
+    if not (0 <= position < n_positions and 0 <= layer < n_layers):
+        raise InputError(f"synthetic demo: no site at position {position}, layer {layer} in "
+                         f"{n_positions} positions x {n_layers} layers")
+    model_seed = np.random.SeedSequence(seed).spawn(3)[0]  # as write_demo draws its model
+    model = _make_model(np.random.default_rng(model_seed), n_layers, n_positions, hidden_dim, n_features)
+    rng = np.random.default_rng(sample_seed)
+    correctness = _make_problems(rng, model, n_rows, n_positions)["correctness_codes"][:, layer, position]
+    codes, acts = _draw(rng, model, np.broadcast_to(model["fire_prob"][layer, position], (n_rows, n_features)),
+                        model["coef_scale"][layer], correctness,
+                        np.broadcast_to(model["site_means"][layer, position], (n_rows, hidden_dim)),
+                        model["noise_std"][layer, position])
+    return (acts + codes @ model["directions"][layer]).astype(np.float32)
+
+
+def _check_sizes(n_problems, n_layers, n_positions, hidden_dim, n_features, seed):
+    """Raise ``InputError`` unless every size is valid; return ``n_features`` (its default for None)."""
+    for name, value, minimum in (("n_problems", n_problems, 1), ("n_layers", n_layers, 1),
+                                 ("n_positions", n_positions, 1),
+                                 ("hidden_dim", hidden_dim, _N_MASSIVE), ("seed", seed, 0)):
+        _check_int(name, value, minimum)
+    if n_features is None:
+        n_features = max(hidden_dim // 2, _N_CORRECTNESS)
+    _check_int("n_features", n_features, _N_CORRECTNESS)
+    return n_features
 
 
 def _make_model(rng, n_layers, n_positions, hidden_dim, n_features):
@@ -220,12 +248,8 @@ def _make_problems(rng, model, n_problems, n_positions):
 
 def _thoughts(rng, model, correctness_codes):
     """One problem's activations, float32 [L, T, H], and its active-feature counts [L, T]."""
-    fire = rng.random(model["fire_prob"].shape) < model["fire_prob"]
-    coef = rng.lognormal(0.0, 0.5, fire.shape) * model["coef_scale"][:, None, None]
-    codes = np.where(fire, coef, 0.0)
-    codes[:, :, model["correctness_features"]] = correctness_codes
-    noise = rng.standard_normal(model["site_means"].shape) * model["noise_std"]
-    acts = model["site_means"] + noise
+    codes, acts = _draw(rng, model, model["fire_prob"], model["coef_scale"][:, None, None], correctness_codes,
+                        model["site_means"], model["noise_std"])
     # Sum only the active features: faster than a dense matmul, and no BLAS threads that
     # would compete with the formatting workers.
     directions = model["directions"]
@@ -233,6 +257,15 @@ def _thoughts(rng, model, correctness_codes):
         active = np.flatnonzero(codes[layer, position])
         acts[layer, position] += codes[layer, position, active] @ directions[layer, active]
     return acts.astype(np.float32), np.count_nonzero(codes, axis=2)
+
+
+def _draw(rng, model, fire_prob, coef_scale, correctness_codes, means, noise_std):
+    """Feature codes [..., F] (each feature fires with its ``fire_prob``, the correctness features
+    as given) and the activations before the features: ``means`` plus Gaussian noise [..., H]."""
+    fire = rng.random(fire_prob.shape) < fire_prob
+    codes = np.where(fire, rng.lognormal(0.0, 0.5, fire.shape) * coef_scale, 0.0)
+    codes[..., model["correctness_features"]] = correctness_codes
+    return codes, means + rng.standard_normal(means.shape) * noise_std
 
 
 _worker_model = None  # the model, in each process that draws samples
