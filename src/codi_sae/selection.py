@@ -17,16 +17,19 @@ import os
 from .atomic import read_json, write_json, write_text
 from .compare import beside
 
-COLUMNS = (  # (header, key in a row, format)
-    ("Rank", "rank", "{}"), ("Recipe", "recipe", "{}"), ("d", "d", "{}"), ("K", "k", "{}"),
-    ("K/d", "sparsity", "{:.1%}"), ("Epochs", "epochs", "{}"),
+METRIC_COLUMNS = (  # (header, key, format): an SAE's metrics beside its baselines, in every table of SAEs
     ("EV (seed)", "explained_variance", "{:.4f}"), ("PCA-K EV (seed)", "pca_explained_variance", "{:.4f}"),
     ("Mean-only EV (seed)", "mean_only_explained_variance", "{:.4f}"),
     ("EV (std)", "explained_variance_std", "{:.4f}"), ("PCA-K EV (std)", "pca_explained_variance_std", "{:.4f}"),
     ("FVU", "fvu", "{:.4f}"), ("PCA-K FVU", "pca_fvu", "{:.4f}"), ("Mean-only FVU", "mean_only_fvu", "{:.4f}"),
     ("FVU - PCA-K FVU", "fvu_minus_pca_fvu", "{:+.4f}"), ("MSE", "reconstruction_loss", "{:.4g}"),
     ("Cosine", "cosine_similarity", "{:.4f}"), ("Death rate", "feature_death_rate", "{:.1%}"),
-    ("Dead", "num_dead_features", "{}"), ("Train s", "train_time_sec", "{:.1f}"), ("Warning", "warning", "{}"),
+    ("Dead", "num_dead_features", "{}"),
+)
+COLUMNS = (  # (header, key in a row, format)
+    ("Rank", "rank", "{}"), ("Recipe", "recipe", "{}"), ("d", "d", "{}"), ("K", "k", "{}"),
+    ("K/d", "sparsity", "{:.1%}"), ("Epochs", "epochs", "{}"),
+    *METRIC_COLUMNS, ("Train s", "train_time_sec", "{:.1f}"), ("Warning", "warning", "{}"),
 )
 
 

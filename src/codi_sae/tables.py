@@ -6,7 +6,7 @@ import html
 import os
 
 from .atomic import read_json, write_text
-from .selection import COLUMNS, cell, where
+from .selection import COLUMNS, METRIC_COLUMNS, cell, where
 
 STYLE = """<style>
 body { font-family: sans-serif; margin: 1.5em; }
@@ -16,15 +16,7 @@ th { background: #f0f0f0; } tr.chosen td { background: #fff3cd; font-weight: bol
 .synthetic { background: #b00020; color: white; padding: 0.6em; font-weight: bold; }
 .warning { background: #fff3cd; border-left: 0.4em solid #e6a700; padding: 0.4em 0.8em; }
 </style>"""
-SITE_COLUMNS = (  # (header, key in the site's metrics or its baselines, format)
-    ("EV (seed)", "explained_variance", "{:.4f}"), ("PCA-K EV (seed)", "pca_explained_variance", "{:.4f}"),
-    ("Mean-only EV (seed)", "mean_only_explained_variance", "{:.4f}"),
-    ("EV (std)", "explained_variance_std", "{:.4f}"), ("PCA-K EV (std)", "pca_explained_variance_std", "{:.4f}"),
-    ("FVU", "fvu", "{:.4f}"), ("PCA-K FVU", "pca_fvu", "{:.4f}"), ("Mean-only FVU", "mean_only_fvu", "{:.4f}"),
-    ("FVU - PCA-K FVU", "fvu_minus_pca_fvu", "{:+.4f}"), ("MSE", "reconstruction_loss", "{:.4g}"),
-    ("Cosine", "cosine_similarity", "{:.4f}"), ("Death rate", "feature_death_rate", "{:.1%}"),
-    ("Dead", "num_dead_features", "{}"), ("L0", "l0_mean", "{:.1f}"), ("Warning", "warning", "{}"),
-)
+SITE_COLUMNS = (*METRIC_COLUMNS, ("L0", "l0_mean", "{:.1f}"), ("Warning", "warning", "{}"))  # (header, key, format)
 BASELINES_NOTE = ("Beside every SAE: PCA-K, the training data's first K principal directions (as many as the "
                   "SAE's active latents), and the mean-only model, which predicts every row as the training "
                   "mean; both fit on the training rows, scored on the validation rows. EV (seed) is the seed's "
