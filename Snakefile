@@ -53,10 +53,10 @@ rule all:
         rules.plot_analyses.output,
 
 
-# After a run that executed jobs: the results' warnings (SAEs that learned little beyond the mean).
+# After a run that executed jobs: the results' warnings (SAEs that learned little beyond the
+# mean) and how many SAEs PCA-K reconstructs better.
 onsuccess:
-    note = warnings_note(
+    for note in run_notes(
         rules.analyze_sweep.output.summary, rules.collect_site_metrics.output[0]
-    )
-    if note:
+    ):
         logger.warning(note)

@@ -10,7 +10,7 @@ SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
 from codi_sae.atomic import read_json
-from codi_sae.compare import warnings_note
+from codi_sae.compare import run_notes
 from codi_sae.errors import InputError
 from codi_sae.extract import checkpoint_weights
 from codi_sae.heatmaps import PROBE_METRICS, SITE_METRICS

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from codi_sae.collect import BASELINE_SUMMARY, SUMMARY_METRICS, collect_site_metrics
-from codi_sae.compare import BASELINE_METRICS, warning, warnings_note
+from codi_sae.compare import BASELINE_METRICS, run_notes, warning
 from codi_sae.errors import InputError
 
 
@@ -83,18 +83,27 @@ def test_a_warning_says_when_an_sae_is_worse_than_the_mean_and_what_to_try():
     assert warning(0.995, None).endswith("which the mean-only model predicts")  # its FVU undefined
 
 
-def test_the_note_at_the_end_of_a_run_counts_the_warnings(tmp_path):
+def test_the_notes_at_the_end_of_a_run_count_the_warnings_and_the_saes_pca_beats(tmp_path):
     sweep, sites = tmp_path / "analysis_summary.json", tmp_path / "metrics_all.json"
-    assert warnings_note(sweep, sites) is None  # nothing run yet
-    sweep.write_text(json.dumps({"configs": [{}, {}, {}], "warnings": []}))
-    sites.write_text(json.dumps({"n_sites": 72, "warnings": []}))
-    assert warnings_note(sweep, sites) is None
-    sites.write_text(json.dumps({"n_sites": 72, "warnings": ["position 0, layer 1: FVU 1.2", "position 1, layer 1: x"]}))
-    note = warnings_note(sweep, sites)
-    assert note.startswith("WARNING: 2 of 72 sites have an SAE that learned little beyond the per-dimension mean.")
+    assert run_notes(sweep, sites) == []  # nothing run yet
+    configs = [{"fvu_minus_pca_fvu": v} for v in (-0.2, -0.1, None)]
+    baselines = {"1": {"0": {"fvu_minus_pca_fvu": -0.3}, "1": {"fvu_minus_pca_fvu": -0.01}}}
+    sweep.write_text(json.dumps({"configs": configs, "warnings": []}))
+    sites.write_text(json.dumps({"n_sites": 2, "baselines": baselines, "warnings": []}))
+    assert run_notes(sweep, sites) == []
+    sites.write_text(json.dumps({"n_sites": 2, "baselines": baselines,
+                                 "warnings": ["position 0, layer 1: FVU 1.2", "position 1, layer 1: x"]}))
+    [note] = run_notes(sweep, sites)
+    assert note.startswith("WARNING: 2 of 2 sites have an SAE that learned little beyond the per-dimension mean.")
     assert "The first: position 0, layer 1: FVU 1.2." in note and note.endswith(f"All: {sites}")
-    sweep.write_text(json.dumps({"configs": [{}, {}, {}], "warnings": ["d=8, K=2: FVU 3.0"]}))
-    assert warnings_note(sweep, sites).startswith("WARNING: 1 of 3 sweep configs and 2 of 72 sites have")
+    configs[2]["fvu_minus_pca_fvu"] = 0.25
+    sweep.write_text(json.dumps({"configs": configs, "warnings": ["d=8, K=2: FVU 3.0"]}))
+    baselines["1"]["1"]["fvu_minus_pca_fvu"] = 0.05
+    sites.write_text(json.dumps({"n_sites": 2, "baselines": baselines, "warnings": []}))
+    warned, beaten = run_notes(sweep, sites)
+    assert warned.startswith("WARNING: 1 of 3 sweep configs have") and warned.endswith(f"All: {sweep}")
+    assert beaten.startswith("NOTE: PCA with the same K reconstructs the validation rows better than the SAE for "
+                             "1 of 3 sweep configs and 1 of 2 sites (FVU lower by 0.050 to 0.250;")
 
 
 def test_sites_of_different_saes_are_refused(tmp_path):

@@ -393,6 +393,10 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     # the run ends with a note of the results' warnings: random activations of 9 training rows, nothing to learn
     assert json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["warnings"], "test premise"
     assert "1 of 1 sites have an SAE that learned little" in proc.stderr
+    site = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["baselines"]["7"]["0"]
+    assert site["fvu_minus_pca_fvu"] > 0, "test premise"
+    assert "PCA with the same K reconstructs the validation rows better than the SAE for 1 of 1 sweep configs " \
+           "and 1 of 1 sites" in proc.stderr
     info = json.loads((wd / "results/data/dataset.json").read_text())
     assert info["synthetic"] is False and info["layers"] == [7] and info["n_positions"] == 1
     cross = json.loads((wd / "results/analysis/cross_layer.json").read_text())

@@ -54,21 +54,36 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
     return why
 
 
-def warnings_note(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike) -> str | None:
-    """For the end of a run: how many sweep configs (``analysis_summary.json``) and sites
-    (``metrics_all.json``) have a warning, the first one, and the files that list them all; None
-    when none has, or neither file exists yet."""
-    counts, files, first = [], [], None
-    for path, what, total in ((sweep_summary, "sweep configs", lambda doc: len(doc["configs"])),
-                              (sites_summary, "sites", lambda doc: doc["n_sites"])):
+def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike) -> list[str]:
+    """For the end of a run, from the sweep's ``analysis_summary.json`` and the sites'
+    ``metrics_all.json`` (each where it exists yet): a WARNING line counting the SAEs with a
+    warning, with the first one and the files that list them all; and a NOTE line counting the
+    SAEs that PCA with the same K reconstructs better, and by how much. No line where there is
+    nothing to say."""
+    warned, beaten, gaps, files, first = [], [], [], [], None
+    for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
         if not os.path.exists(path):
             continue
         doc = read_json(path)
-        if doc.get("warnings"):
-            counts.append(f"{len(doc['warnings'])} of {total(doc)} {what}")
+        if what == "sites":
+            rows, total = [row for by_pos in doc["baselines"].values() for row in by_pos.values()], doc["n_sites"]
+        else:
+            rows, total = doc["configs"], len(doc["configs"])
+        if doc["warnings"]:
+            warned.append(f"{len(doc['warnings'])} of {total} {what}")
             files.append(str(path))
             first = first or doc["warnings"][0]
-    if not counts:
-        return None
-    return (f"WARNING: {' and '.join(counts)} have an SAE that learned little beyond the per-dimension mean. "
-            f"The first: {first}. All: {', '.join(files)}")
+        worse = [row["fvu_minus_pca_fvu"] for row in rows if (row["fvu_minus_pca_fvu"] or 0) > 0]
+        if worse:
+            beaten.append(f"{len(worse)} of {total} {what}")
+            gaps += worse
+    notes = []
+    if warned:
+        notes.append(f"WARNING: {' and '.join(warned)} have an SAE that learned little beyond the per-dimension "
+                     f"mean. The first: {first}. All: {', '.join(files)}")
+    if beaten:
+        notes.append(f"NOTE: PCA with the same K reconstructs the validation rows better than the SAE for "
+                     f"{' and '.join(beaten)} (FVU lower by {min(gaps):.3f} to {max(gaps):.3f}; the tables' "
+                     "'FVU - PCA-K FVU' column). Expected with few training rows per site: README, 'Where PCA-K "
+                     "still reconstructs better'")
+    return notes
