@@ -84,6 +84,6 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
     if beaten:
         notes.append(f"NOTE: PCA with the same K reconstructs the validation rows better than the SAE for "
                      f"{' and '.join(beaten)} (FVU lower by {min(gaps):.3f} to {max(gaps):.3f}; the tables' "
-                     "'FVU - PCA-K FVU' column). Expected with few training rows per site: README, 'Where PCA-K "
-                     "still reconstructs better'")
+                     "'FVU - PCA-K FVU' column). It can, most of all with few training rows per site: README, 'Where "
+                     "PCA-K still reconstructs better'")
     return notes
