@@ -1,13 +1,14 @@
 """Rows benchmark: how each recipe's validation FVU at d=512, K=150 changes with the training rows.
 
-    python benchmarks/rows.py [--rows 800,1600,3200,6400,12800] [--val-rows 2000] [--epochs 25]
-                              [--quick] [--results PATH]
+    python benchmarks/rows.py [--sites 3:8,4:11] [--rows 800,1600,3200,6400,12800] [--val-rows 2000]
+                              [--epochs 25] [--quick] [--results PATH]
 
 The demo data hold 800 training rows per site (the seed's 1000 problems, split 80/20), too few
 for the topk recipe to beat PCA-150 there (README, "Recipe comparison"). This measures whether
-rows, not the recipe, are what it lacks: it draws SYNTHETIC rows of the demo's sweep site
-(position 3, layer 8 of the default 12 x 6 x 768 demo, ``codi_sae.synthetic.site_sample``: the
-same dictionary, site mean and noise as the demo file), trains the seed recipe, the topk recipe
+rows, not the recipe, are what it lacks: it draws SYNTHETIC rows of demo sites (default: the
+sweep site, position 3, layer 8, and the last layer's position 4, an even position with more
+features and noise, of the default 12 x 6 x 768 demo; ``codi_sae.synthetic.site_sample``: the
+same dictionary, site means and noise as the demo file), and at each site trains the seed recipe, the topk recipe
 and the topk recipe with signed codes and lr 0.003 (``config/signed_topk.yaml``) on the first N
 of one draw of training rows (nested sets), for the same number of epochs at every N (so more
 rows mean more Adam steps), and scores them, the mean-only model and PCA-150 (fit on the same
@@ -34,22 +35,23 @@ from codi_sae.synthetic import site_sample
 from codi_sae.train import TrainSettings, evaluate_bank, fit_bank
 
 HERE = Path(__file__).resolve().parent
-POSITION, LAYER, D, K = 3, 8, 512, 150
+D, K = 512, 150
 THREADS = 2
 RECIPES = {  # label: (recipe, switch overrides, learning rate)
     "seed": ("seed", {}, 1e-3),
     "topk": ("topk", {}, 1e-3),
     "topk, signed codes, lr 0.003": ("topk", {"activation": "signed_topk"}, 3e-3),
 }
-QUICK = {"rows": [100, 200], "val_rows": 100, "epochs": 2, "shape": {"n_layers": 9, "n_positions": 4,
+QUICK = {"sites": [(3, 8)], "rows": [100, 200], "val_rows": 100, "epochs": 2, "shape": {"n_layers": 9, "n_positions": 4,
                                                                        "hidden_dim": 32}, "d": 16, "k": 4}
 
 
-def measure(rows: list[int], val_rows: int, epochs: int, shape: dict, d: int, k: int) -> list[dict]:
-    """One result per (training rows, recipe): validation and training FVU, death rate, seconds,
-    with the mean-only model's and PCA-K's validation FVU at those rows."""
-    draw = torch.from_numpy(site_sample(max(rows), POSITION, LAYER, **shape, sample_seed=1))
-    val = torch.from_numpy(site_sample(val_rows, POSITION, LAYER, **shape, sample_seed=2))
+def measure(position: int, layer: int, rows: list[int], val_rows: int, epochs: int, shape: dict, d: int,
+            k: int) -> list[dict]:
+    """One result per (training rows, recipe) at a site: validation and training FVU, death rate,
+    seconds, with the mean-only model's and PCA-K's validation FVU at those rows."""
+    draw = torch.from_numpy(site_sample(max(rows), position, layer, **shape, sample_seed=1))
+    val = torch.from_numpy(site_sample(val_rows, position, layer, **shape, sample_seed=2))
     device = torch.device("cpu")
     results = []
     for n in rows:
@@ -57,15 +59,15 @@ def measure(rows: list[int], val_rows: int, epochs: int, shape: dict, d: int, k:
         base = site_baselines(train, val, [k])
         for label, (name, overrides, lr) in RECIPES.items():
             bank, seconds = fit_bank(train[None], d, k, TrainSettings(epochs=epochs, lr=lr), device,
-                                     make_recipe(name, overrides), sites=[(POSITION, LAYER)])
+                                     make_recipe(name, overrides), sites=[(position, layer)])
             on_val = evaluate_bank(bank, val[None], device).results()[0]
             on_train = evaluate_bank(bank, train[None], device).results()[0]
-            results.append({"rows": n, "recipe": label, "fvu": on_val["fvu"], "train_fvu": on_train["fvu"],
+            results.append({"position": position, "layer": layer, "rows": n, "recipe": label, "fvu": on_val["fvu"], "train_fvu": on_train["fvu"],
                             "death_rate": on_val["feature_death_rate"], "seconds": seconds,
                             "pca_fvu": base["pca"][str(k)]["fvu"],
                             "pca_components": base["pca"][str(k)]["n_components"],
                             "mean_only_fvu": base["mean_only"]["fvu"]})
-            print(f"{n} rows, {label}: FVU {on_val['fvu']:.3f} (train {on_train['fvu']:.3f}), "
+            print(f"position {position}, layer {layer}, {n} rows, {label}: FVU {on_val['fvu']:.3f} (train {on_train['fvu']:.3f}), "
                   f"PCA-{k} {results[-1]['pca_fvu']:.3f}, {seconds:.1f} s", flush=True)
     return results
 
@@ -78,7 +80,7 @@ def report(results: list[dict], args: dict) -> str:
         f"- Date: {datetime.now().isoformat(timespec='seconds')}",
         f"- Command: `python benchmarks/rows.py{' --quick' if args['quick'] else ''}`",
         f"- Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}, {THREADS} threads",
-        f"- Data: SYNTHETIC rows of the demo's site position {POSITION}, layer {LAYER} "
+        f"- Data: SYNTHETIC rows of demo sites "
         f"({args['shape']['n_layers']} layers x {args['shape']['n_positions']} positions x "
         f"{args['shape']['hidden_dim']} dims, demo seed 0), drawn by `codi_sae.synthetic.site_sample`; "
         f"training sets nested (the first N rows of one draw), {args['val_rows']} validation rows of "
@@ -89,12 +91,12 @@ def report(results: list[dict], args: dict) -> str:
         "Validation FVU (lower is better; 1 = the training mean). PCA-K and the mean-only model are fit "
         "on the same training rows. The demo data have 800 training rows per site.",
         "",
-        f"| training rows | recipe | FVU | FVU on its training rows | PCA-{args['k']} FVU | mean-only FVU "
+        f"| site | training rows | recipe | FVU | FVU on its training rows | PCA-{args['k']} FVU | mean-only FVU "
         "| FVU - PCA FVU | death rate | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r['rows']} | {r['recipe']} | {r['fvu']:.3f} | {r['train_fvu']:.3f} | {r['pca_fvu']:.3f} | "
+        lines.append(f"| position {r['position']}, layer {r['layer']} | {r['rows']} | {r['recipe']} | {r['fvu']:.3f} | {r['train_fvu']:.3f} | {r['pca_fvu']:.3f} | "
                      f"{r['mean_only_fvu']:.3f} | {r['fvu'] - r['pca_fvu']:+.3f} | {r['death_rate']:.1%} | "
                      f"{r['seconds']:.1f} |")
     return "\n".join(lines) + "\n"
@@ -102,6 +104,7 @@ def report(results: list[dict], args: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sites", default="3:8,4:11", help="position:layer pairs, comma-separated")
     parser.add_argument("--rows", default="800,1600,3200,6400,12800", help="training rows, comma-separated")
     parser.add_argument("--val-rows", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=25)
@@ -109,12 +112,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, default=HERE / "ROWS.md")
     a = parser.parse_args(argv)
     torch.set_num_threads(THREADS)
-    args = {"quick": a.quick, "rows": [int(n) for n in a.rows.split(",")], "val_rows": a.val_rows,
+    args = {"quick": a.quick, "sites": [tuple(map(int, s.split(":"))) for s in a.sites.split(",")], "rows": [int(n) for n in a.rows.split(",")], "val_rows": a.val_rows,
             "epochs": a.epochs, "shape": {"n_layers": 12, "n_positions": 6, "hidden_dim": 768}, "d": D, "k": K}
     if a.quick:
         args.update(QUICK)
     start = time.perf_counter()
-    results = measure(args["rows"], args["val_rows"], args["epochs"], args["shape"], args["d"], args["k"])
+    results = [r for position, layer in args["sites"]
+               for r in measure(position, layer, args["rows"], args["val_rows"], args["epochs"], args["shape"],
+                                args["d"], args["k"])]
     text = report(results, args) + f"\nTotal time: {time.perf_counter() - start:.0f} s.\n"
     a.results.write_text(text)
     a.results.with_suffix(".json").write_text(json.dumps({"args": args, "results": results}, indent=2))
