@@ -86,6 +86,9 @@ def test_a_warning_says_when_an_sae_is_worse_than_the_mean_and_what_to_try():
 def test_the_notes_at_the_end_of_a_run_count_the_warnings_and_the_saes_pca_beats(tmp_path):
     sweep, sites = tmp_path / "analysis_summary.json", tmp_path / "metrics_all.json"
     assert run_notes(sweep, sites) == []  # nothing run yet
+    sweep.write_text(json.dumps({"configs": [{}]}))  # an older version's files
+    sites.write_text(json.dumps({"n_sites": 72}))
+    assert run_notes(sweep, sites) == []
     configs = [{"fvu_minus_pca_fvu": v} for v in (-0.2, -0.1, None)]
     baselines = {"1": {"0": {"fvu_minus_pca_fvu": -0.3}, "1": {"fvu_minus_pca_fvu": -0.01}}}
     sweep.write_text(json.dumps({"configs": configs, "warnings": []}))

@@ -59,21 +59,22 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
     ``metrics_all.json`` (each where it exists yet): a WARNING line counting the SAEs with a
     warning, with the first one and the files that list them all; and a NOTE line counting the
     SAEs that PCA with the same K reconstructs better, and by how much. No line where there is
-    nothing to say."""
+    nothing to say. A file of an older version, without some of these keys, counts as having none."""
     warned, beaten, gaps, files, first = [], [], [], [], None
     for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
         if not os.path.exists(path):
             continue
         doc = read_json(path)
         if what == "sites":
-            rows, total = [row for by_pos in doc["baselines"].values() for row in by_pos.values()], doc["n_sites"]
+            rows = [row for by_pos in doc.get("baselines", {}).values() for row in by_pos.values()]
+            total = doc["n_sites"]
         else:
             rows, total = doc["configs"], len(doc["configs"])
-        if doc["warnings"]:
+        if doc.get("warnings"):
             warned.append(f"{len(doc['warnings'])} of {total} {what}")
             files.append(str(path))
             first = first or doc["warnings"][0]
-        worse = [row["fvu_minus_pca_fvu"] for row in rows if (row["fvu_minus_pca_fvu"] or 0) > 0]
+        worse = [gap for gap in (row.get("fvu_minus_pca_fvu") for row in rows) if (gap or 0) > 0]
         if worse:
             beaten.append(f"{len(worse)} of {total} {what}")
             gaps += worse
