@@ -49,8 +49,8 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
                "per-dimension mean, which the mean-only model predicts"
                + ("" if mean_only_fvu is None else f" (FVU {mean_only_fvu:.3f})"))
     if recipe == "seed":
-        why += ("; the seed recipe (zero decoder bias, unscaled inputs) often ends here when the activations' "
-                "means are far from zero: try sae.recipe: topk")
+        why += ("; the seed recipe (decoder bias not started at the training mean, unscaled inputs) often ends "
+                "here when the activations' means are far from zero: try sae.recipe: topk")
     return why
 
 
