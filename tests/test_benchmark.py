@@ -54,8 +54,9 @@ def test_quick_rows_benchmark_reports_every_recipe_at_every_size(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = results.read_text()
     assert "SYNTHETIC" in report
-    rows = [line.split(" | ")[:3] for line in report.splitlines() if line.startswith("| position")]
-    assert rows == [["| position 3, layer 8", str(n), recipe] for n in (100, 200)
+    rows = [line.split(" | ")[:4] for line in report.splitlines() if line.startswith("| position")]
+    assert rows == [["| position 3, layer 8", str(n), "4", recipe] for n in (100, 200)
                     for recipe in ("seed", "topk", "topk, signed codes, lr 0.003")]
     data = json.loads(results.with_suffix(".json").read_text())
     assert all(0 <= r["pca_fvu"] < r["mean_only_fvu"] for r in data["results"])
+    assert all(0 <= r[key] <= 1 for r in data["results"] for key in ("found", "found_cosine", "pca_found"))

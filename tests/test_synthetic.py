@@ -119,6 +119,17 @@ def test_site_sample_draws_new_rows_of_a_demo_site(tmp_path):
         synthetic.site_sample(10, 2, 0, **shape)
 
 
+def test_layer_dictionary_is_the_truth_files(tmp_path):
+    shape = {"n_layers": 3, "n_positions": 2, "hidden_dim": 16}
+    _, _, truth_path = _write(tmp_path, n_problems=5, **shape)
+    truth = torch.load(truth_path, weights_only=True)["directions"]
+    for layer in range(3):
+        assert np.array_equal(synthetic.layer_dictionary(layer, **shape), truth[layer].numpy())
+    assert not np.array_equal(synthetic.layer_dictionary(1, **shape, seed=1), truth[1].numpy())
+    with pytest.raises(InputError, match="layer 3"):
+        synthetic.layer_dictionary(3, **shape)
+
+
 def test_bad_size_is_rejected(tmp_path):
     with pytest.raises(InputError, match="n_layers"):
         _write(tmp_path, n_layers=0)

@@ -139,19 +139,33 @@ def site_sample(n_rows, position, layer, *, n_layers=12, n_positions=6, hidden_d
     dictionary, site mean, feature frequencies, correctness features and noise, drawn afresh
     from ``sample_seed``. For studies that need more rows of one site than a demo file holds
     (e.g. how reconstruction grows with the training rows); nothing is written."""
+    model = _site_model(n_rows, position, layer, n_layers, n_positions, hidden_dim, n_features, seed)
+    rng = np.random.default_rng(sample_seed)
+    correctness = _make_problems(rng, model, n_rows, n_positions)["correctness_codes"][:, layer, position]
+    fire_prob = model["fire_prob"][layer, position]
+    codes, acts = _draw(rng, model, np.broadcast_to(fire_prob, (n_rows, len(fire_prob))),
+                        model["coef_scale"][layer], correctness,
+                        np.broadcast_to(model["site_means"][layer, position], (n_rows, hidden_dim)),
+                        model["noise_std"][layer, position])
+    return (acts + codes @ model["directions"][layer]).astype(np.float32)
+
+
+def layer_dictionary(layer, *, n_layers=12, n_positions=6, hidden_dim=768, n_features=None, seed=0) -> np.ndarray:
+    """SYNTHETIC: the ground-truth dictionary of ``layer`` of the demo that ``write_demo`` writes with
+    the same sizes and ``seed``, float32 [n_features, hidden_dim] (unit rows): the directions every
+    position of that layer draws its features from (the truth file's ``directions[layer]``)."""
+    model = _site_model(1, 0, layer, n_layers, n_positions, hidden_dim, n_features, seed)
+    return model["directions"][layer].astype(np.float32)
+
+
+def _site_model(n_rows, position, layer, n_layers, n_positions, hidden_dim, n_features, seed):
+    """The model ``write_demo`` draws for these sizes and ``seed``, after checking them and that the site exists."""
     n_features = _check_sizes(n_rows, n_layers, n_positions, hidden_dim, n_features, seed)
     if not (0 <= position < n_positions and 0 <= layer < n_layers):
         raise InputError(f"synthetic demo: no site at position {position}, layer {layer} in "
                          f"{n_positions} positions x {n_layers} layers")
     model_seed = np.random.SeedSequence(seed).spawn(3)[0]  # as write_demo draws its model
-    model = _make_model(np.random.default_rng(model_seed), n_layers, n_positions, hidden_dim, n_features)
-    rng = np.random.default_rng(sample_seed)
-    correctness = _make_problems(rng, model, n_rows, n_positions)["correctness_codes"][:, layer, position]
-    codes, acts = _draw(rng, model, np.broadcast_to(model["fire_prob"][layer, position], (n_rows, n_features)),
-                        model["coef_scale"][layer], correctness,
-                        np.broadcast_to(model["site_means"][layer, position], (n_rows, hidden_dim)),
-                        model["noise_std"][layer, position])
-    return (acts + codes @ model["directions"][layer]).astype(np.float32)
+    return _make_model(np.random.default_rng(model_seed), n_layers, n_positions, hidden_dim, n_features)
 
 
 def _check_sizes(n_problems, n_layers, n_positions, hidden_dim, n_features, seed):
