@@ -94,6 +94,8 @@ rule catalogue:
 rule cross_layer:
     input:
         checkpoints=after_sweet_spot([f"{s}.pt" for s in SITE_FILES]),
+        # the synthetic demo's planted dictionaries, to say how much of them the SAEs found
+        truth=DEMO_TRUTH if DEMO else [],
         code=pkg("crosslayer"),
     output:
         "results/analysis/cross_layer.json",
@@ -195,9 +197,23 @@ rule plot_analyses:
                 category="Position specialisation",
                 caption="../report/positions.rst",
             ),
-        ],
+        ]
+        + (
+            [
+                report(
+                    "results/plots/planted.png",
+                    category="Cross-layer",
+                    caption="../report/planted.rst",
+                )
+            ]
+            if DEMO
+            else []
+        ),
         svg=expand(
-            "results/plots/{name}.svg", name=PROBE_PLOTS + ["cross_layer", "positions"]
+            "results/plots/{name}.svg",
+            name=PROBE_PLOTS
+            + ["cross_layer", "positions"]
+            + (["planted"] if DEMO else []),
         ),
     log:
         f"{LOGS}/plot_analyses.log",

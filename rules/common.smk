@@ -39,6 +39,7 @@ except InputError as e:
 # The report's workflow text sees only the config: give it the data's own synthetic flag and
 # (below) where the sweep runs (the schema refuses this key from users).
 config["_data"] = {"synthetic": DATA.synthetic}
+DEMO = DATA.raw_json == DEMO_JSON  # the workflow writes the data, and its ground truth
 
 SPLITS = {
     "train": "results/data/train_activations.pt",

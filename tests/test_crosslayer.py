@@ -101,6 +101,7 @@ def test_cross_layer_json_on_trained_checkpoints(tmp_path, raw_file, recipe, act
     assert start == pytest.approx(1.0) if recipe == "seed" else start < 0.9
     assert result["chance"] == {"mean_max_cosine": chance_level(8, 12, 12, signed), "input_dim": 8, "latent_dim": 12,
                                 "signed": signed, "draws": 8, "seed": 0}
+    assert result["planted"] is None  # no ground truth given
 
 
 def test_cross_layer_refuses_missing_and_mislabelled_checkpoints(tmp_path, raw_file):
@@ -113,3 +114,39 @@ def test_cross_layer_refuses_missing_and_mislabelled_checkpoints(tmp_path, raw_f
         cross_layer(checkpoints, list(LAYERS), list(POSITIONS))
     with pytest.raises(InputError, match="12 sites but 11 checkpoints"):
         write_cross_layer(sites, paths[:-1], tmp_path / "out.json")
+
+
+def test_planted_features_found_against_a_ground_truth_file(tmp_path, raw_file):
+    sites, paths = train_sites(tmp_path, raw_file, "topk")
+    decoder = {site: torch.load(path, weights_only=True)["model_state_dict"]["decoder.weight"]
+               for site, path in zip(sites, paths)}
+    directions = torch.randn(len(LAYERS), 5, 8, generator=torch.Generator().manual_seed(6))
+    directions[1, :3] = 2 * decoder[(2, 1)][:, [4, 0, 7]].T  # three of layer 1's five planted at position 2's SAE
+    truth = tmp_path / "truth.pt"
+    torch.save({"synthetic": True, "directions": directions}, truth)
+    result = write_cross_layer(sites, paths, tmp_path / "out.json", truth)
+    planted = result["planted"]
+    assert planted["n_features"] == 5 and planted["threshold"] == 0.9
+    assert planted["chance_mean_max_cosine"] == chance_level(8, 5, 12, False)
+    assert set(planted["sites"]) == {"0", "1", "2"} and all(set(by) == {"0", "1", "2", "3"}
+                                                            for by in planted["sites"].values())
+    for (p, layer) in sites:
+        assert planted["sites"][str(layer)][str(p)] == dictionary_overlap(directions[layer].T, decoder[(p, layer)],
+                                                                          False)
+    assert planted["sites"]["1"]["2"]["share_above_0_9"] >= 0.6  # the three planted there are found
+
+
+def test_planted_ground_truth_that_does_not_fit_is_refused(tmp_path, raw_file):
+    sites, paths = train_sites(tmp_path, raw_file, "seed")
+    checkpoints = dict(zip(sites, paths))
+    for name, content, message in (
+            ("wrong_h.pt", {"directions": torch.randn(3, 5, 9)},
+             r"shape \[3, 5, 9\] do not fit the data \(layers 0..2, H=8\)"),
+            ("few_layers.pt", {"directions": torch.randn(2, 5, 8)}, "do not fit the data"),
+            ("no_directions.pt", {"is_correct": torch.ones(3)}, "no 'directions' tensor")):
+        torch.save(content, tmp_path / name)
+        with pytest.raises(InputError, match=f"{name}: .*{message}"):
+            cross_layer(checkpoints, list(LAYERS), list(POSITIONS), tmp_path / name)
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(InputError, match="text.pt: cannot read the demo's ground truth"):
+        cross_layer(checkpoints, list(LAYERS), list(POSITIONS), tmp_path / "text.pt")

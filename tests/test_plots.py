@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from codi_sae.errors import InputError
-from codi_sae.plots import plot_cross_layer, plot_site_heatmaps, plot_sweep, plt, sweep_figure
+from codi_sae.plots import plot_cross_layer, plot_planted, plot_site_heatmaps, plot_sweep, plt, sweep_figure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEATMAP_STEMS = ("reconstruction_loss", "feature_death_rate", "explained_variance", "fvu", "fvu_minus_pca_fvu")
@@ -158,3 +158,19 @@ def test_cross_layer_plot_of_one_layer(tmp_path, n_positions):
     assert ET.fromstring(text).tag == "{http://www.w3.org/2000/svg}svg"
     assert "no two consecutive layers" in text
     assert ("no two consecutive positions" in text) == (n_positions == 1)
+
+
+def test_planted_plot_shows_each_sites_share_found(tmp_path):
+    found = lambda share: {"share_above_0_9": share, "mean_max_cosine": 0.5, "n_latents": 5}  # noqa: E731
+    doc = {"planted": {"n_features": 384, "threshold": 0.9, "chance_mean_max_cosine": 0.21,
+                       "sites": {str(layer): {str(p): found(0.125 * (p + 2 * layer)) for p in range(2)}
+                                 for layer in range(3)}}}
+    paths = plot_planted(write(tmp_path / "cross.json", doc), write(tmp_path / "dataset.json", dataset(3, 2)),
+                         tmp_path)
+    assert paths == [tmp_path / "planted.png", tmp_path / "planted.svg"]
+    check_png(paths[0])
+    text = paths[1].read_text()
+    assert all(f"{share:.0%}" in text for share in (0.0, 0.125, 0.5, 0.625)) and "384 planted" in text
+    assert "SYNTHETIC DEMO DATA" in text
+    with pytest.raises(InputError, match="no planted dictionary"):
+        plot_planted(write(tmp_path / "real.json", {"planted": None}), tmp_path / "dataset.json", tmp_path)

@@ -26,6 +26,7 @@ from conftest import RunsCode, raw_dict, write_raw
 import codi_sae
 from codi_sae.checkpoint import load_sae
 from codi_sae.codes import load_codes
+from codi_sae.crosslayer import dictionary_overlap
 from codi_sae.sae import TopKAutoencoder
 from codi_sae.selection import rank_configs
 
@@ -171,6 +172,13 @@ def test_every_output_of_the_demo_run(demo_run):
             frequencies = sum(latent["frequency"] for latent in catalogue["latents"]) * 30
             assert frequencies == pytest.approx(int((codes["indices"] >= 0).sum()))
     assert set(cross["across_layers"]) == {"0", "1", "2", "3"} and set(cross["across_positions"]) == {"0", "1", "2"}
+    # the demo's planted dictionary against each SAE's, and its plot
+    planted = torch.load(wd / "results/demo/synthetic_ground_truth.pt", weights_only=True)["directions"]
+    signed = ckpt["config"]["activation"] == "signed_topk"  # ckpt: position 3, layer 2
+    assert cross["planted"]["sites"]["2"]["3"] == dictionary_overlap(planted[2].T, ckpt["model_state_dict"]["decoder.weight"],
+                                                                     signed)
+    assert cross["planted"]["n_features"] == planted.shape[1]
+    assert (wd / "results/plots/planted.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the position table summarises the per-site metrics
     fvu = positions["metrics"]["fvu"]["per_layer"]["1"]
     odd = [everything["results"]["1"][str(p)]["fvu"] for p in (1, 3)]
@@ -365,7 +373,7 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     (wd / "other.yaml").write_text(
         f"raw_json: {raw}\n"
         "split: {train_fraction: 0.75}\n"
-        "sweep: {position: 5, layer: 4, configs: [{d: 32, k: 8}, {d: 64, k: 8}]}\n"
+        "sweep: {configs: [{d: 32, k: 8}, {d: 64, k: 8}]}\n"  # at the seed's site at this depth
         "train: {epochs: 2}\n"
     )
     args = ("--configfile", "other.yaml")
@@ -375,6 +383,8 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     assert everything["n_sites"] == 30 and everything["config"]["input_dim"] == 96
     assert everything["config"]["n_train"] == 9 and everything["config"]["n_val"] == 3
     assert not (wd / "results/demo").exists()
+    # the seed's position 3 of 6 and layer 8 of 12 (ids 0..11), at the same depth of 5 layers
+    assert [p.name for p in (wd / "results/sweep").iterdir() if p.is_dir()] == ["pos3_layer3"]
     ckpt = torch.load(wd / "results/sweet_spot/pos5_layer4.pt", weights_only=True)
     assert ckpt["model_state_dict"]["encoder.weight"].shape[1] == 96
     assert (wd / "results/plots/explained_variance.png").exists()
@@ -385,7 +395,7 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     # everything reruns, with a note where a comparison needs two layers or positions
     write_raw(raw, raw_dict(n=12, layers=(7,), T=1, H=16, seed=1))
     (wd / "other.yaml").write_text(f"raw_json: {raw}\n"
-                                   "sweep: {position: 0, layer: 7, configs: [{d: 16, k: 4}]}\ntrain: {epochs: 2}\n")
+                                   "sweep: {configs: [{d: 16, k: 4}]}\ntrain: {epochs: 2}\n")
     proc = snakemake(wd, *args)
     assert ran(proc) == Counter({"convert": 1, "baselines": 2, "train_sweep": 1, "analyze_sweep": 1,
                                  "train_sites": 1, "collect_site_metrics": 1, "plot_sites": 1, "plot_sweep": 1,
@@ -401,6 +411,7 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     assert info["synthetic"] is False and info["layers"] == [7] and info["n_positions"] == 1
     cross = json.loads((wd / "results/analysis/cross_layer.json").read_text())
     assert cross["across_layers"] == {"0": {}} and cross["across_positions"] == {"7": {}}
+    assert cross["planted"] is None and not (wd / "results/plots/planted.png").exists()  # no ground truth here
     positions = json.loads((wd / "results/analysis/positions.json").read_text())
     assert positions["metrics"]["fvu"]["note"] == "no even/odd comparison: the data have no odd position"
     assert json.loads((wd / "results/probe/metrics.json").read_text())["sites"]["7"]["0"]["folds"] == 4
@@ -411,7 +422,7 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     "config, message",
     [
         ("sweep: {position: 4, layer: 2}", r"sweep.position=4 but the data has positions 0..3: choose sites of this "
-         r"data in a config file \(--configfile\), e.g. `sweep: \{position: 2, layer: 2\}`"),
+         r"data, or leave sweep.position and sweep.layer null .* here position 2, layer 2"),
         ("sweep: {position: 1, layer: 3}", r"sweep.layer=3 but the data has layers \[0, 1, 2\]"),
         ("sweep: {sites: [[0, 0], [3, 5]]}", r"sweep.sites: layer=5 but the data has layers \[0, 1, 2\]"),
         ("sweep: {sites: [[0, 0, 1]]}", r"On instance\['sweep'\]\['sites'\]"),
@@ -474,7 +485,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REPORT_CLICKS = (
     [("Per-site heatmaps", f"results/plots/{m}.png") for m in HEATMAPS]
     + [("Sweep", "results/plots/sweep.png"), ("Error prediction", "results/plots/probe_auroc_codes.png"),
-       ("Cross-layer", "results/plots/cross_layer.png"), ("Position specialisation", "results/plots/positions.png"),
+       ("Cross-layer", "results/plots/cross_layer.png"), ("Cross-layer", "results/plots/planted.png"),
+       ("Position specialisation", "results/plots/positions.png"),
        ("Error prediction", "results/report/probe.html"), ("Feature catalogue", "results/report/catalogue.html"),
        ("Position specialisation", "results/report/positions.html")]
 )

@@ -29,6 +29,10 @@ Definitions (decoder ``W`` is ``[H, d]``; column j is latent j's decoder directi
   the next position's at the same layer (``"across_positions": {"<layer>": {"<position>-><next
   position>": overlap}}``), "next" in the sorted lists of layers and positions, a -> b from
   the first to the second; the chance level for these shapes and the shared activation.
+- ``planted`` (SYNTHETIC demo data only, from its ground-truth file; else None): per site, the
+  overlap of the demo's planted dictionary of that layer (``directions[layer]``, the feature
+  directions its vectors were built from) with the site's decoder, planted -> SAE: the share of
+  planted features that the SAE found (a decoder direction at cosine > 0.9), with its chance level.
 """
 
 from __future__ import annotations
@@ -95,14 +99,31 @@ def chance_level(H: int, d_a: int, d_b: int, signed: bool, seed: int = 0, draws:
     return sum(means) / draws
 
 
+def load_planted(path: str | os.PathLike, layers: list[int], input_dim: int) -> torch.Tensor:
+    """The planted dictionaries [L, features, H] of a synthetic demo's ground-truth file, checked
+    against the data's ``layers`` and ``input_dim``; bad input raises InputError naming the file."""
+    try:
+        truth = torch.load(path, weights_only=True)
+    except Exception as e:  # torch raises several types for a file that is not a checkpoint
+        raise InputError(f"{path}: cannot read the demo's ground truth: {e}") from e
+    directions = truth.get("directions") if isinstance(truth, dict) else None
+    if not (isinstance(directions, torch.Tensor) and directions.dim() == 3):
+        raise InputError(f"{path}: no 'directions' tensor [layers, features, H] in the demo's ground truth")
+    if directions.shape[2] != input_dim or max(layers) >= directions.shape[0]:
+        raise InputError(f"{path}: planted directions of shape {list(directions.shape)} do not fit the data "
+                         f"(layers {min(layers)}..{max(layers)}, H={input_dim})")
+    return directions
+
+
 def cross_layer(checkpoints: dict[tuple[int, int], str | os.PathLike], layers: list[int],
-                positions: list[int]) -> dict:
-    """Overlaps between consecutive layers at each position and consecutive positions at each layer.
+                positions: list[int], truth: str | os.PathLike | None = None) -> dict:
+    """Overlaps between consecutive layers at each position and consecutive positions at each layer,
+    and (with ``truth``, a synthetic demo's ground-truth file) of each site's planted dictionary.
 
     ``checkpoints[(position, layer)]`` is that site's SAE checkpoint; every site of
     ``positions`` x ``layers`` must have one, and all must share input dim, latent dim and
     activation. Returns ``{"across_layers", "across_positions", "chance", "activation",
-    "shared_start"}`` (see the module).
+    "shared_start", "planted"}`` (see the module).
     """
     layers, positions = sorted(layers), sorted(positions)
     if not layers or not positions:
@@ -145,19 +166,28 @@ def cross_layer(checkpoints: dict[tuple[int, int], str | os.PathLike], layers: l
     }
     chance = {"mean_max_cosine": chance_level(H, d, d, signed), "input_dim": H, "latent_dim": d, "signed": signed,
               "draws": CHANCE_DRAWS, "seed": 0}
+    planted = None
+    if truth is not None:
+        directions = load_planted(truth, layers, H)
+        planted_units = {layer: _unit_columns(directions[layer].T) for layer in layers}
+        planted = {"n_features": directions.shape[1], "threshold": THRESHOLD,
+                   "chance_mean_max_cosine": chance_level(H, directions.shape[1], d, signed),
+                   "sites": {str(layer): {str(p): _overlap(planted_units[layer], units[(p, layer)], signed)
+                                          for p in positions} for layer in layers}}
     return {"across_layers": across_layers, "across_positions": across_positions, "chance": chance,
-            "activation": activation, "shared_start": len(set(seeds.values())) == 1}
+            "activation": activation, "shared_start": len(set(seeds.values())) == 1, "planted": planted}
 
 
 def write_cross_layer(sites: list[tuple[int, int]], checkpoint_paths: list[str | os.PathLike],
-                      out_json: str | os.PathLike) -> dict:
+                      out_json: str | os.PathLike, truth: str | os.PathLike | None = None) -> dict:
     """``cross_layer`` over ``sites`` [(position, layer)] whose checkpoints are ``checkpoint_paths``
-    (same order), written to ``out_json``."""
+    (same order), with the demo's ground-truth file ``truth`` if given, written to ``out_json``."""
     if len(sites) != len(checkpoint_paths):
         raise InputError(f"{out_json}: {len(sites)} sites but {len(checkpoint_paths)} checkpoints")
     start = time.perf_counter()
     checkpoints = {(int(p), int(layer)): path for (p, layer), path in zip(sites, checkpoint_paths)}
-    result = cross_layer(checkpoints, sorted({layer for _, layer in checkpoints}), sorted({p for p, _ in checkpoints}))
+    result = cross_layer(checkpoints, sorted({layer for _, layer in checkpoints}), sorted({p for p, _ in checkpoints}),
+                         truth)
     write_json(out_json, result)
     log.info("cross-layer overlaps of %d sites in %.2f s", len(sites), time.perf_counter() - start)
     return result

@@ -11,7 +11,7 @@ from typing import NamedTuple
 class Metric(NamedTuple):
     """How one site metric is drawn: file stem (the key in the site's metrics or baselines),
     title, colormap, cell format, direction, the PCA-K value shown under each cell, the
-    colormap's centre."""
+    colormap's centre, its fixed (low, high) range (None: the data's)."""
 
     key: str
     title: str
@@ -20,6 +20,7 @@ class Metric(NamedTuple):
     better: str
     pca_key: str | None = None
     center: float | None = None
+    limits: tuple[float, float] | None = None
 
 
 SITE_METRICS = (

@@ -93,7 +93,8 @@ def _draw(ax, values: np.ndarray, labels: np.ndarray, rows: list, cols: list, me
     cbar_kws = {"label": f"{metric.title.split(' (')[0]} ({metric.better})", "shrink": 0.9}
     if metric.fmt.endswith("%}"):
         cbar_kws["format"] = PercentFormatter(1.0)
-    sns.heatmap(values, ax=ax, cmap=metric.cmap, center=metric.center, annot=labels, fmt="",
+    low, high = metric.limits or (None, None)
+    sns.heatmap(values, ax=ax, cmap=metric.cmap, center=metric.center, vmin=low, vmax=high, annot=labels, fmt="",
                 annot_kws={"fontsize": font}, linewidths=0.5, linecolor="white",
                 xticklabels=cols, yticklabels=rows, cbar_kws=cbar_kws)
     ax.set_xlabel(xlabel)
@@ -227,6 +228,35 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
                     "show how little training moved them, not shared features")
     _title(fig, heading, dataset.get("synthetic", False))
     _save(fig, out_png, out_svg)
+
+
+PLANTED = Metric("planted", "Share of the planted features found (a decoder direction at cosine > 0.9)", "YlGn",
+                 "{:.0%}", "higher is better", limits=(0.0, 1.0))
+
+
+def plot_planted(cross_json: str | os.PathLike, dataset_json: str | os.PathLike,
+                 out_dir: str | os.PathLike) -> list[Path]:
+    """SYNTHETIC demo only: ``planted.png`` and ``.svg`` in ``out_dir``, per site the share of its
+    layer's planted features that the SAE found, the mean best cosine under each cell
+    (``crosslayer``'s ``planted``)."""
+    doc, dataset = _load(cross_json, "planted"), _load(dataset_json)
+    planted = doc["planted"]
+    if not planted:
+        raise InputError(f"{cross_json}: no planted dictionary compared (only the synthetic demo has one)")
+    sites = planted["sites"]
+    layers = sorted(int(layer) for layer in sites)
+    positions = sorted({int(p) for by_pos in sites.values() for p in by_pos})
+
+    def cell(layer: int, pos: int):
+        here = sites[str(layer)].get(str(pos), {})
+        if here.get("share_above_0_9") is None:
+            return None
+        return here["share_above_0_9"], f"{here['share_above_0_9']:.0%}\ncos {here['mean_max_cosine']:.2f}"
+
+    heading = (f"{dataset.get('model', 'model')} - the SAEs against the demo's {planted['n_features']} planted "
+               f"features per layer\n(mean best cosine of random directions: {planted['chance_mean_max_cosine']:.2f})")
+    return _heatmap(*_grid(layers, positions, cell), layers, positions, PLANTED, PLANTED.title, heading, True,
+                    Path(out_dir) / PLANTED.key)
 
 
 def plot_positions(positions_json: str | os.PathLike, dataset_json: str | os.PathLike, out_png: str | os.PathLike,

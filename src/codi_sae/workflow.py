@@ -87,23 +87,31 @@ def extract_shape(config: dict) -> DataShape:
 
 def sweep_sites(sweep: dict, shape: DataShape) -> list[tuple[int, int]]:
     """The (position, layer) sites the sweep runs at (``sweep.sites``, else its position and
-    layer), each checked to be in the data."""
+    layer), each checked to be in the data. A position or layer left null is the seed's site
+    (position 3 of 6, layer 8 of 12) at the same depth of this data: ``seed_site``."""
     if sweep["sites"] == "all":
         return shape.sites
+    seed_position, seed_layer = seed_site(shape)
     if sweep["sites"] is None:
-        sites, where = [(sweep["position"], sweep["layer"])], ("sweep.position", "sweep.layer")
+        position = seed_position if sweep["position"] is None else sweep["position"]
+        layer = seed_layer if sweep["layer"] is None else sweep["layer"]
+        sites, where = [(position, layer)], ("sweep.position", "sweep.layer")
     else:
         sites, where = [tuple(site) for site in sweep["sites"]], ("sweep.sites: position", "sweep.sites: layer")
-    # The seed's site (position 3 of 6, layer 8 of 12) at the same depths of this data.
-    hint = (f": choose sites of this data in a config file (--configfile), e.g. `sweep: {{position: "
-            f"{shape.n_positions // 2}, layer: {shape.layers[2 * len(shape.layers) // 3]}}}`, the seed's "
-            "site (position 3 of 6, layer 8 of 12) at the same depth")
+    hint = (": choose sites of this data, or leave sweep.position and sweep.layer null for the seed's site "
+            f"(position 3 of 6, layer 8 of 12) at the same depth, here position {seed_position}, layer {seed_layer}")
     for position, layer in sites:
         if position >= shape.n_positions:
             raise InputError(f"{where[0]}={position} but the data has positions 0..{shape.n_positions - 1}{hint}")
         if layer not in shape.layers:
             raise InputError(f"{where[1]}={layer} but the data has layers {list(shape.layers)}{hint}")
     return sites
+
+
+def seed_site(shape: DataShape) -> tuple[int, int]:
+    """The seed's sweep site (position 3 of 6, layer 8 of 12) at the same depth of ``shape``:
+    position T // 2 and the layer 2/3 of the way through its layers (the seed's own on its shape)."""
+    return shape.n_positions // 2, shape.layers[2 * len(shape.layers) // 3]
 
 
 def check_config(config: dict, shape: DataShape) -> None:
