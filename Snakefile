@@ -57,6 +57,8 @@ rule all:
 # mean) and how many SAEs PCA-K reconstructs better.
 onsuccess:
     for note in run_notes(
-        rules.analyze_sweep.output.summary, rules.collect_site_metrics.output[0]
+        rules.analyze_sweep.output.summary,
+        rules.collect_site_metrics.output[0],
+        rules.cross_layer.output[0],
     ):
         logger.warning(note)

@@ -179,6 +179,8 @@ def test_every_output_of_the_demo_run(demo_run):
                                                                      signed)
     assert cross["planted"]["n_features"] == planted.shape[1]
     assert (wd / "results/plots/planted.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    logs = [log.read_text() for log in (wd / ".snakemake/log").glob("*.snakemake.log")]  # the run's notes at its end
+    assert any("NOTE: SYNTHETIC demo: the sites' SAEs found" in log for log in logs)
     # the position table summarises the per-site metrics
     fvu = positions["metrics"]["fvu"]["per_layer"]["1"]
     odd = [everything["results"]["1"][str(p)]["fvu"] for p in (1, 3)]
@@ -403,6 +405,7 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     # the run ends with a note of the results' warnings: random activations of 9 training rows, nothing to learn
     assert json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["warnings"], "test premise"
     assert "1 of 1 sites have an SAE that learned little" in proc.stderr
+    assert "planted" not in proc.stderr  # no ground truth, no note of it
     site = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["baselines"]["7"]["0"]
     assert site["fvu_minus_pca_fvu"] > 0, "test premise"
     assert "PCA with the same K reconstructs the validation rows better than the SAE for 1 of 1 sweep configs " \

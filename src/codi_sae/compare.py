@@ -54,12 +54,15 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
     return why
 
 
-def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike) -> list[str]:
-    """For the end of a run, from the sweep's ``analysis_summary.json`` and the sites'
-    ``metrics_all.json`` (each where it exists yet): a WARNING line counting the SAEs with a
-    warning, with the first one and the files that list them all; and a NOTE line counting the
-    SAEs that PCA with the same K reconstructs better, and by how much. No line where there is
-    nothing to say. A file of an older version, without some of these keys, counts as having none."""
+def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike,
+              cross_layer: str | os.PathLike | None = None) -> list[str]:
+    """For the end of a run, from the sweep's ``analysis_summary.json``, the sites'
+    ``metrics_all.json`` and ``cross_layer.json`` (each where it exists yet): a WARNING line counting
+    the SAEs with a warning, with the first one and the files that list them all; a NOTE line
+    counting the SAEs that PCA with the same K reconstructs better, and by how much; and on the
+    synthetic demo a NOTE line with the share of its planted features the sites' SAEs found. No
+    line where there is nothing to say. A file of an older version, without some of these keys,
+    counts as having none."""
     warned, beaten, gaps, files, first = [], [], [], [], None
     for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
         if not os.path.exists(path):
@@ -87,4 +90,12 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
                      f"{' and '.join(beaten)} (FVU lower by {min(gaps):.3f} to {max(gaps):.3f}; the tables' "
                      "'FVU - PCA-K FVU' column). It can, most of all with few training rows per site: README, 'Where "
                      "PCA-K still reconstructs better'")
+    planted = read_json(cross_layer).get("planted") if cross_layer and os.path.exists(cross_layer) else None
+    shares = [site["share_above_0_9"] for by_pos in (planted or {}).get("sites", {}).values()
+              for site in by_pos.values() if site.get("share_above_0_9") is not None]
+    if shares:
+        notes.append(f"NOTE: SYNTHETIC demo: the sites' SAEs found {min(shares):.0%} to {max(shares):.0%} of the "
+                     f"demo's {planted['n_features']} planted features per layer (a decoder direction at cosine "
+                     "> 0.9; results/plots/planted.png). A low FVU does not mean they were found: README, "
+                     "'Which recipe when'")
     return notes
