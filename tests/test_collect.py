@@ -116,6 +116,9 @@ def test_the_notes_at_the_end_of_a_run_count_the_warnings_and_the_saes_pca_beats
     cross.write_text(json.dumps({"planted": {"n_features": 384, "sites": found}}))
     assert run_notes(sweep, sites, cross)[2].startswith(
         "NOTE: SYNTHETIC demo: the sites' SAEs found 0% to 12% of the demo's 384 planted features per layer")
+    found["1"]["1"]["share_above_0_9"] = 0.0
+    cross.write_text(json.dumps({"planted": {"n_features": 384, "sites": found}}))
+    assert "found 0% of the demo's 384 planted" in run_notes(sweep, sites, cross)[2]
 
 
 def test_sites_of_different_saes_are_refused(tmp_path):

@@ -94,7 +94,8 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
     shares = [site["share_above_0_9"] for by_pos in (planted or {}).get("sites", {}).values()
               for site in by_pos.values() if site.get("share_above_0_9") is not None]
     if shares:
-        notes.append(f"NOTE: SYNTHETIC demo: the sites' SAEs found {min(shares):.0%} to {max(shares):.0%} of the "
+        found = f"{min(shares):.0%}" + (f" to {max(shares):.0%}" if max(shares) > min(shares) else "")
+        notes.append(f"NOTE: SYNTHETIC demo: the sites' SAEs found {found} of the "
                      f"demo's {planted['n_features']} planted features per layer (a decoder direction at cosine "
                      "> 0.9; results/plots/planted.png). A low FVU does not mean they were found: README, "
                      "'Which recipe when'")
