@@ -59,15 +59,21 @@ def measure(position: int, layer: int, rows: list[int], val_rows: int, epochs: i
     truth = torch.from_numpy(layer_dictionary(layer, **shape)).T  # [H, features]
     draw = torch.from_numpy(site_sample(max(rows), position, layer, **shape, sample_seed=1))
     val = torch.from_numpy(site_sample(val_rows, position, layer, **shape, sample_seed=2))
-    return [r for n in rows for k in ks for r in _measure_k((position, layer), draw[:n], val, truth, epochs, d, k)]
+    results = []
+    for n in rows:
+        train = draw[:n]
+        base = site_baselines(train, val, ks)  # one PCA fit, its first K components for each K
+        components = torch.from_numpy(fit_pca(train.numpy(), min(max(ks), *train.shape)).components_)
+        for k in ks:
+            pca_found = dictionary_overlap(truth, components[:k].T, True)["share_above_0_9"]
+            results += _measure_k((position, layer), train, val, truth, epochs, d, k, base, pca_found)
+    return results
 
 
 def _measure_k(site: tuple[int, int], train: torch.Tensor, val: torch.Tensor, truth: torch.Tensor, epochs: int,
-               d: int, k: int) -> list[dict]:
-    """``measure``'s results for one training set and K."""
+               d: int, k: int, base: dict, pca_found: float) -> list[dict]:
+    """``measure``'s results for one training set and K, beside its baselines ``base`` and PCA-K's share found."""
     device, results = torch.device("cpu"), []
-    base = site_baselines(train, val, [k])
-    pca_found = dictionary_overlap(truth, torch.from_numpy(fit_pca(train.numpy(), k).components_).T, True)
     for label, (name, overrides, lr) in RECIPES.items():
         bank, seconds = fit_bank(train[None], d, k, TrainSettings(epochs=epochs, lr=lr), device,
                                  make_recipe(name, overrides), sites=[site])
@@ -78,7 +84,7 @@ def _measure_k(site: tuple[int, int], train: torch.Tensor, val: torch.Tensor, tr
                         "fvu": on_val["fvu"], "train_fvu": on_train["fvu"],
                         "death_rate": on_val["feature_death_rate"], "seconds": seconds,
                         "found": found["share_above_0_9"], "found_cosine": found["mean_max_cosine"],
-                        "pca_found": pca_found["share_above_0_9"], "pca_fvu": base["pca"][str(k)]["fvu"],
+                        "pca_found": pca_found, "pca_fvu": base["pca"][str(k)]["fvu"],
                         "pca_components": base["pca"][str(k)]["n_components"],
                         "mean_only_fvu": base["mean_only"]["fvu"]})
         print(f"position {site[0]}, layer {site[1]}, {len(train)} rows, K={k}, {label}: FVU {on_val['fvu']:.3f} "
