@@ -54,11 +54,12 @@ rule all:
 
 
 # After a run that executed jobs: the results' warnings (SAEs that learned little beyond the
-# mean) and how many SAEs PCA-K reconstructs better.
+# mean), how many SAEs PCA-K reconstructs better, and the sites the probe could not run at.
 onsuccess:
     for note in run_notes(
         rules.analyze_sweep.output.summary,
         rules.collect_site_metrics.output[0],
         rules.cross_layer.output[0],
+        rules.probe.output[0],
     ):
         logger.warning(note)

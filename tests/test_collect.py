@@ -119,6 +119,12 @@ def test_the_notes_at_the_end_of_a_run_count_the_warnings_and_the_saes_pca_beats
     found["1"]["1"]["share_above_0_9"] = 0.0
     cross.write_text(json.dumps({"planted": {"n_features": 384, "sites": found}}))
     assert "found 0% of the demo's 384 planted" in run_notes(sweep, sites, cross)[2]
+    # the sites the probe could not run at (every problem in one class), and why
+    probe = tmp_path / "probe.json"
+    assert len(run_notes(sweep, sites, cross, probe)) == 3  # not written yet
+    why = "the model is right on 0 of 60 problems: cross-validation needs at least 2 of each"
+    probe.write_text(json.dumps({"sites": {"1": {"0": {"note": why}, "1": {"note": None}}, "2": {"0": {}}}}))
+    assert run_notes(sweep, sites, cross, probe)[3] == f"NOTE: no error prediction at 1 of 3 sites: {why} ({probe})"
 
 
 def test_sites_of_different_saes_are_refused(tmp_path):

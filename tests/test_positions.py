@@ -138,6 +138,19 @@ def test_probe_is_optional_and_may_lack_sites(tmp_path):
     assert m["note"] == "fewer than 2 layers have both an odd and an even mean"
 
 
+def test_a_probe_of_one_class_says_why_it_has_no_value():
+    one_class = probe(lambda layer, p: None)
+    note = "the model is right on 0 of 60 problems: cross-validation needs at least 2 of each"
+    for by_pos in one_class["sites"].values():
+        for site in by_pos.values():
+            site["note"] = note
+    m = position_specialisation(metrics_all(noisy), one_class)["metrics"]["probe_auroc_codes"]
+    assert m["n_layers"] == 0 and m["p_value"] is None
+    assert m["verdict"] == f"No even/odd comparison: no site has a value: {note}."
+    m = position_specialisation(metrics_all(lambda layer, p, metric: None), None)["metrics"]["fvu"]
+    assert m["verdict"] == "No even/odd comparison: no site has a value."
+
+
 def test_one_position_has_no_comparison():
     result = position_specialisation(metrics_all(noisy, positions=[0]), probe(lambda layer, p: 0.7, positions=[0]))
     assert result["positions"] == {"odd": [], "even": [0]}

@@ -217,3 +217,26 @@ def test_on_the_demo_data_the_codes_predict_errors_where_the_correctness_feature
         auroc = models["codes"]["auroc"]
         assert auroc["mean"] - 2 * auroc["std"] > 0.5, auroc  # clearly above chance, fold spread included
         assert models["codes"]["accuracy"]["mean"] > models["majority"]["accuracy"]["mean"]
+
+
+def test_the_page_and_heatmaps_say_why_a_site_of_one_class_has_no_probe(tmp_path):
+    from codi_sae.plots import plot_probe_heatmaps
+    from codi_sae.tables import probe_page
+
+    codes, raw, labels = site(n=40)
+    probed, unprobed = probe_site(codes, raw, labels, 4, ProbeSettings()), probe_site(codes, raw, labels & False, 4,
+                                                                                      ProbeSettings())
+    latents = [{"frequency": 0.1, "correlation_is_correct": None, "mean_activation": 1.0, "top_problems": []}] * 32
+    catalogues = {(p, 0): {"latents": latents} for p in (0, 1)}
+    page = probe_page({"settings": {"folds": 5, "C": 1.0, "seed": 0}, "sites": {"0": {"0": probed, "1": unprobed}}},
+                      catalogues, {})
+    assert f"WARNING No probe at 1 of 2 sites (1:0; position:layer): {unprobed['note']}." in page
+    assert "Position 0, layer 0" in page and "Position 1, layer 0" not in page  # no empty table of top latents
+    page = probe_page({"settings": {"folds": 5, "C": 1.0, "seed": 0}, "sites": {"0": {"1": unprobed}}}, catalogues, {})
+    assert "None: no site was probed." in page
+
+    write_json(tmp_path / "probe.json", {"settings": {"folds": 5}, "sites": {"0": {"1": unprobed}}})
+    write_json(tmp_path / "dataset.json", {"layers": [0], "n_positions": 2})
+    paths = plot_probe_heatmaps(tmp_path / "probe.json", tmp_path / "dataset.json", tmp_path)
+    svg = next(p for p in paths if p.name == "probe_auroc_codes.svg").read_text()
+    assert "No site was probed: the model is right on 0 of 40" in svg  # said, not an empty colour scale

@@ -55,14 +55,15 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
 
 
 def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike,
-              cross_layer: str | os.PathLike | None = None) -> list[str]:
+              cross_layer: str | os.PathLike | None = None, probe: str | os.PathLike | None = None) -> list[str]:
     """For the end of a run, from the sweep's ``analysis_summary.json``, the sites'
-    ``metrics_all.json`` and ``cross_layer.json`` (each where it exists yet): a WARNING line counting
-    the SAEs with a warning, with the first one and the files that list them all; a NOTE line
-    counting the SAEs that PCA with the same K reconstructs better, and by how much; and on the
-    synthetic demo a NOTE line with the share of its planted features the sites' SAEs found. No
-    line where there is nothing to say. A file of an older version, without some of these keys,
-    counts as having none."""
+    ``metrics_all.json``, ``cross_layer.json`` and the probe's ``metrics.json`` (each where it exists
+    yet): a WARNING line counting the SAEs with a warning, with the first one and the files that
+    list them all; a NOTE line counting the SAEs that PCA with the same K reconstructs better, and
+    by how much; on the synthetic demo a NOTE line with the share of its planted features the
+    sites' SAEs found; and a NOTE line for the sites that could not be probed, and why. No line
+    where there is nothing to say. A file of an older version, without some of these keys, counts
+    as having none."""
     warned, beaten, gaps, files, first = [], [], [], [], None
     for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
         if not os.path.exists(path):
@@ -99,4 +100,9 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
                      f"demo's {planted['n_features']} planted features per layer (a decoder direction at cosine "
                      "> 0.9; results/plots/planted.png). A low FVU does not mean they were found: README, "
                      "'Which recipe when'")
+    sites = [site for by_pos in (read_json(probe)["sites"].values() if probe and os.path.exists(probe) else [])
+             for site in by_pos.values()]
+    for why in sorted({site["note"] for site in sites if site.get("note")}):
+        unprobed = sum(site.get("note") == why for site in sites)
+        notes.append(f"NOTE: no error prediction at {unprobed} of {len(sites)} sites: {why} ({probe})")
     return notes

@@ -73,14 +73,18 @@ def _site_grid(doc: dict) -> tuple[list[int], list[int]]:
 
 def _heatmap(values: np.ndarray, labels: np.ndarray, rows: list, cols: list, metric: Metric, title: str,
              heading: str, synthetic: bool, out: Path, xlabel: str = "Thought position",
-             ylabel: str = "Layer") -> list[Path]:
-    """One annotated heatmap of ``values`` [rows, cols] (NaN: an empty cell), as PNG and SVG."""
+             ylabel: str = "Layer", empty: str = "No site has a value") -> list[Path]:
+    """One annotated heatmap of ``values`` [rows, cols] (NaN: an empty cell), as PNG and SVG; where
+    no cell has a value, the text ``empty`` instead."""
     # Rows stay ~0.42 in tall up to 40 of them, then shrink so the figure stays under ~20 in.
     row_h = min(0.42, 17.0 / len(rows))
     font = max(5.0, min(10.0, row_h * 72 * 0.5))
     figsize = (max(5.5, 0.95 * len(cols) + 2.8), row_h * len(rows) + 2.0)
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    _draw(ax, values, labels, rows, cols, metric, title, xlabel, ylabel, font)
+    if np.isfinite(values).any():
+        _draw(ax, values, labels, rows, cols, metric, title, xlabel, ylabel, font)
+    else:
+        _nothing(ax, title, empty)
     _title(fig, heading, synthetic)
     return _save(fig, out.with_suffix(".png"), out.with_suffix(".svg"))
 
@@ -90,7 +94,9 @@ def _draw(ax, values: np.ndarray, labels: np.ndarray, rows: list, cols: list, me
     """An annotated heatmap on ``ax``, with its colour bar labelled by ``metric``."""
     import seaborn as sns  # here, not above: its import (with scipy.stats) is 0.6 s of the sweep plot's 2 s
 
-    cbar_kws = {"label": f"{metric.title.split(' (')[0]} ({metric.better})", "shrink": 0.9}
+    label = f"{metric.title.split(' (')[0]} ({metric.better})"
+    width = max(20, int(11 * (ax.figure.get_figheight() - 1.5)))  # characters the colour bar's height holds
+    cbar_kws = {"label": "\n".join(textwrap.wrap(label, width)), "shrink": 0.9}
     if metric.fmt.endswith("%}"):
         cbar_kws["format"] = PercentFormatter(1.0)
     low, high = metric.limits or (None, None)
@@ -101,6 +107,13 @@ def _draw(ax, values: np.ndarray, labels: np.ndarray, rows: list, cols: list, me
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="y", labelrotation=0, labelsize=min(10.0, font + 1))
     ax.set_title(title, fontsize=10)
+
+
+def _nothing(ax, title: str, text: str) -> None:
+    """An axes-free panel that says why it has nothing to draw."""
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=10)
+    ax.text(0.5, 0.5, "\n".join(textwrap.wrap(text, 60)), ha="center", va="center", transform=ax.transAxes)
 
 
 def _grid(layers: list[int], positions: list[int], cell) -> tuple[np.ndarray, np.ndarray]:
@@ -158,6 +171,8 @@ def plot_probe_heatmaps(probe_json: str | os.PathLike, dataset_json: str | os.Pa
     layers = sorted({int(layer) for layer in sites} | set(dataset.get("layers", [])))
     positions = sorted({int(p) for by_pos in sites.values() for p in by_pos} | set(range(dataset.get("n_positions", 0))))
     heading = f"{dataset.get('model', 'model')} - error prediction, {probe['settings']['folds']}-fold CV"
+    notes = sorted({site["note"] for by_pos in sites.values() for site in by_pos.values() if site.get("note")})
+    empty = "No site was probed" + (": " + "; ".join(notes) if notes else "")
     paths = []
     for metric in PROBE_METRICS:
         model = metric.key.rsplit("_", 1)[1]
@@ -169,7 +184,7 @@ def plot_probe_heatmaps(probe_json: str | os.PathLike, dataset_json: str | os.Pa
             return auroc["mean"], f"{auroc['mean']:.2f}\n\u00b1{auroc['std']:.2f}"
 
         paths += _heatmap(*_grid(layers, positions, cell), layers, positions, metric, metric.title, heading,
-                          dataset.get("synthetic", False), Path(out_dir) / metric.key)
+                          dataset.get("synthetic", False), Path(out_dir) / metric.key, empty=empty)
     return paths
 
 
@@ -211,10 +226,7 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
         if np.isfinite(values).any():
             _draw(ax, values, labels, rows, cols, OVERLAP, title, xlabel, ylabel, font)
         else:  # one layer (or position), or no dictionary with a live latent: nothing to compare
-            ax.set_axis_off()
-            ax.set_title(title, fontsize=10)
-            ax.text(0.5, 0.5, f"Nothing to compare: no two consecutive {what}\nwith live latents in the results",
-                    ha="center", va="center", transform=ax.transAxes)
+            _nothing(ax, title, f"Nothing to compare: no two consecutive {what} with live latents in the results")
 
     panel(left, layers_v, layers_l, layer_pairs, positions, "Layer to next layer, per position", "Thought position",
           "Layers", "layers")
@@ -272,6 +284,9 @@ def plot_positions(positions_json: str | os.PathLike, dataset_json: str | os.Pat
     for ax, (name, result) in zip(axes.flat, metrics.items()):
         per_layer = sorted(result["per_layer"].items(), key=lambda kv: int(kv[0]))
         layers = [int(layer) for layer, _ in per_layer]
+        if all(v[side] is None for _, v in per_layer for side in ("odd", "even")):
+            _nothing(ax, name, result["verdict"])
+            continue
         for side, color, marker in (("odd", SWEET_COLOR, "o"), ("even", "#3182bd", "s")):
             ax.plot(layers, [np.nan if v[side] is None else v[side] for _, v in per_layer], color=color,
                     marker=marker, label=f"{side} positions")

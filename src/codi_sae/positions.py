@@ -14,7 +14,8 @@ probe file's ``sites[layer][position].models.codes.auroc.mean``, when a probe fi
 - ``p_value``: two-sided Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, its defaults:
   zero differences dropped; p exact for small samples, by all sign permutations when
   differences tie) of the per-layer differences against 0, paired by layer. None, with a
-  ``note`` saying why, when ``n_layers`` < 2 or every difference is zero.
+  ``note`` saying why, when ``n_layers`` < 2 or every difference is zero, or when no site has a
+  value (for the probe AUROC, with the probe's own note, e.g. every problem in one class).
 - ``verdict``: supporting when p < 0.05 and the signed-rank sum favours odd positions;
   contradicting when p < 0.05 and it favours even ones; otherwise not supporting. FVU and EV
   (std) are one quantity (EV (std) = 1 - FVU), so their tests agree. The death rate and the
@@ -88,8 +89,10 @@ def _mean(values: list) -> float | None:
     return statistics.fmean(kept) if kept else None
 
 
-def _compare(by_layer: dict[int, dict[int, float | None]], odd: list[int], even: list[int], name: str) -> dict:
-    """One metric's per-layer odd and even means and the paired test (see the module)."""
+def _compare(by_layer: dict[int, dict[int, float | None]], odd: list[int], even: list[int], name: str,
+             why_none: str | None = None) -> dict:
+    """One metric's per-layer odd and even means and the paired test (see the module); ``why_none``
+    says why a metric has no value at any site, where that is known."""
     higher, better, reconstruction = METRICS[name]
     per_layer, diffs = {}, []
     for layer in sorted(by_layer):
@@ -105,6 +108,10 @@ def _compare(by_layer: dict[int, dict[int, float | None]], odd: list[int], even:
     if not odd or not even:
         result["note"] = "no even/odd comparison: the data have " + ("no odd" if not odd else "no even") + " position"
         result["verdict"] = f"No even/odd comparison: the data have positions {sorted(odd + even)} only."
+        return result
+    if all(v is None for site in by_layer.values() for v in site.values()):
+        result["note"] = "no site has a value" + (f": {why_none}" if why_none else "")
+        result["verdict"] = f"No even/odd comparison: {result['note']}."
         return result
     counts = f"Odd positions are better ({better}) at {odd_better} of {n} layers"
     if n < 2 or not any(diffs):
@@ -162,7 +169,10 @@ def position_specialisation(metrics_all: dict, probe: dict | None, *, source: st
     values = _site_values(metrics_all, probe, source, probe_source)
     positions = sorted({p for by_pos in values["fvu"].values() for p in by_pos})
     odd, even = [p for p in positions if p % 2], [p for p in positions if p % 2 == 0]
-    metrics = {name: _compare(by_layer, odd, even, name) for name, by_layer in values.items()}
+    unprobed = sorted({site["note"] for by_pos in (probe or {}).get("sites", {}).values()
+                       for site in by_pos.values() if site.get("note")})
+    why_none = {PROBE_METRIC: "; ".join(unprobed) or None}
+    metrics = {name: _compare(by_layer, odd, even, name, why_none.get(name)) for name, by_layer in values.items()}
     return {"metrics": metrics, "claim": CLAIM, "positions": {"odd": odd, "even": even},
             "caveats": _caveats(values["fvu"], metrics)}
 

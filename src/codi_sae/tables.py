@@ -105,9 +105,11 @@ def probe_page(probe: dict, catalogues: dict[tuple[int, int], dict], dataset: di
     catalogue entries (``catalogues[(position, layer)]``)."""
     headers = ["Layer", "Position", "Problems", "Correct", "Folds"]
     headers += [f"AUROC, {name}" for _, name in PROBE_MODELS] + [f"Bal. acc., {name}" for _, name in PROBE_MODELS]
-    rows, details = [], []
+    rows, details, unprobed = [], [], {}
     for layer, by_pos in sorted(probe["sites"].items(), key=lambda kv: int(kv[0])):
         for pos, site in sorted(by_pos.items(), key=lambda kv: int(kv[0])):
+            if site.get("note"):
+                unprobed.setdefault(site["note"], []).append(f"{pos}:{layer}")
             models = site["models"]
             rows.append([layer, pos, str(site["n"]), str(site["positives"]), str(site["folds"])]
                         + [_spread(models[m]["auroc"]) for m, _ in PROBE_MODELS]
@@ -120,13 +122,19 @@ def probe_page(probe: dict, catalogues: dict[tuple[int, int], dict], dataset: di
                 top.append([str(entry["latent"]), f"{entry['coef']:+.3f}", cell("{:.1%}", info["frequency"]),
                             cell("{:+.3f}", info["correlation_is_correct"]), cell("{:.3g}", info["mean_activation"]),
                             str(first.get("question") or "")])
+            if not top:
+                continue
             details.append(f"<details><summary>Position {html.escape(pos)}, layer {html.escape(layer)}</summary>"
                            + _table(["Latent", "Coefficient", "Frequency", "Corr. with is_correct",
                                      "Mean activation", "Its top problem"], top) + "</details>")
     settings = probe["settings"]
-    body = (f"<p>{html.escape(PROBE_GUIDE)}</p><p>Settings: {settings['folds']} folds, C = {settings['C']:g}, "
-            f"seed {settings['seed']}.</p>" + _table(headers, rows)
-            + "<h2>Top latents per site (by |coefficient| of the codes probe, standardised)</h2>" + "".join(details))
+    n_sites = len(rows)
+    warnings = [f"No probe at {len(where)} of {n_sites} sites ({', '.join(where[:6])}{', ...' if len(where) > 6 else ''}; "
+                f"position:layer): {note}." for note, where in unprobed.items()]
+    body = (_warnings(warnings) + f"<p>{html.escape(PROBE_GUIDE)}</p><p>Settings: {settings['folds']} folds, "
+            f"C = {settings['C']:g}, seed {settings['seed']}.</p>" + _table(headers, rows)
+            + "<h2>Top latents per site (by |coefficient| of the codes probe, standardised)</h2>"
+            + ("".join(details) or "<p>None: no site was probed.</p>"))
     return _page("Error prediction: is_correct from each site", dataset, body)
 
 
