@@ -58,6 +58,7 @@ def test_layout_and_metadata(tmp_path, shape):
     assert meta["layers"] == list(range(n_layers))
     assert meta["synthetic"] is True and "SYNTHETIC" in meta["description"]
     assert meta["generator"]["seed"] == 0
+    assert meta["model"] == f"synthetic demo, {n_layers} layers x {n_positions} positions x {hidden} dims"
 
     assert len(samples) == n
     n_correct = 0

@@ -88,7 +88,8 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
 
     n_correct = int(problems["is_correct"].sum())
     metadata = {
-        "model": "gpt2-codi (synthetic demo)",
+        "model": ("gpt2-codi (synthetic demo)" if (n_layers, n_positions, hidden_dim) == (12, 6, 768)
+                  else f"synthetic demo, {n_layers} layers x {n_positions} positions x {hidden_dim} dims"),
         "checkpoint": "none (synthetic demo, no model was run)",
         "n_samples": n_problems,
         "n_correct": n_correct,
