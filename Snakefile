@@ -5,7 +5,7 @@ raw JSON -> train/val PT splits -> (d, K) sweep at one site -> sweet spot -> eve
 
 from snakemake.utils import min_version, validate
 
-min_version("8.0")
+min_version("9.14")
 
 
 configfile: "config/config.yaml"
