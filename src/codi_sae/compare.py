@@ -54,6 +54,17 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
     return why
 
 
+def unprobed(probe: dict) -> dict[str, list[str]]:
+    """The probe file's notes (why a site has no scores, e.g. every problem in one class), each
+    with its sites as ``"position:layer"``."""
+    out: dict[str, list[str]] = {}
+    for layer, by_pos in sorted(probe.get("sites", {}).items(), key=lambda kv: int(kv[0])):
+        for pos, site in sorted(by_pos.items(), key=lambda kv: int(kv[0])):
+            if site.get("note"):
+                out.setdefault(site["note"], []).append(f"{pos}:{layer}")
+    return out
+
+
 def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike,
               cross_layer: str | os.PathLike | None = None, probe: str | os.PathLike | None = None) -> list[str]:
     """For the end of a run, from the sweep's ``analysis_summary.json``, the sites'
@@ -100,9 +111,8 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
                      f"demo's {planted['n_features']} planted features per layer (a decoder direction at cosine "
                      "> 0.9; results/plots/planted.png). A low FVU does not mean they were found: README, "
                      "'Which recipe when'")
-    sites = [site for by_pos in (read_json(probe)["sites"].values() if probe and os.path.exists(probe) else [])
-             for site in by_pos.values()]
-    for why in sorted({site["note"] for site in sites if site.get("note")}):
-        unprobed = sum(site.get("note") == why for site in sites)
-        notes.append(f"NOTE: no error prediction at {unprobed} of {len(sites)} sites: {why} ({probe})")
+    probed = read_json(probe) if probe and os.path.exists(probe) else {}
+    n_sites = sum(map(len, probed.get("sites", {}).values()))
+    for why, where in unprobed(probed).items():
+        notes.append(f"NOTE: no error prediction at {len(where)} of {n_sites} sites: {why} ({probe})")
     return notes

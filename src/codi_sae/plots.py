@@ -20,6 +20,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
 from .atomic import atomic_path, read_json  # noqa: E402
+from .compare import unprobed  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .heatmaps import PROBE_METRICS, SITE_METRICS, Metric  # noqa: E402
 from .parallel import map_in_order  # noqa: E402
@@ -171,7 +172,7 @@ def plot_probe_heatmaps(probe_json: str | os.PathLike, dataset_json: str | os.Pa
     layers = sorted({int(layer) for layer in sites} | set(dataset.get("layers", [])))
     positions = sorted({int(p) for by_pos in sites.values() for p in by_pos} | set(range(dataset.get("n_positions", 0))))
     heading = f"{dataset.get('model', 'model')} - error prediction, {probe['settings']['folds']}-fold CV"
-    notes = sorted({site["note"] for by_pos in sites.values() for site in by_pos.values() if site.get("note")})
+    notes = unprobed(probe)
     empty = "No site was probed" + (": " + "; ".join(notes) if notes else "")
     paths = []
     for metric in PROBE_METRICS:

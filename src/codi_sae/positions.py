@@ -38,7 +38,7 @@ import statistics
 from scipy.stats import rankdata, wilcoxon
 
 from .atomic import read_json, write_json, write_text
-from .compare import LEARNED_LITTLE_FVU, learned_little
+from .compare import LEARNED_LITTLE_FVU, learned_little, unprobed
 from .errors import InputError
 from .selection import cell
 from .tables import _page, _table
@@ -169,9 +169,7 @@ def position_specialisation(metrics_all: dict, probe: dict | None, *, source: st
     values = _site_values(metrics_all, probe, source, probe_source)
     positions = sorted({p for by_pos in values["fvu"].values() for p in by_pos})
     odd, even = [p for p in positions if p % 2], [p for p in positions if p % 2 == 0]
-    unprobed = sorted({site["note"] for by_pos in (probe or {}).get("sites", {}).values()
-                       for site in by_pos.values() if site.get("note")})
-    why_none = {PROBE_METRIC: "; ".join(unprobed) or None}
+    why_none = {PROBE_METRIC: "; ".join(unprobed(probe or {})) or None}
     metrics = {name: _compare(by_layer, odd, even, name, why_none.get(name)) for name, by_layer in values.items()}
     return {"metrics": metrics, "claim": CLAIM, "positions": {"odd": odd, "even": even},
             "caveats": _caveats(values["fvu"], metrics)}

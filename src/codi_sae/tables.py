@@ -6,6 +6,7 @@ import html
 import os
 
 from .atomic import read_json, write_text
+from .compare import unprobed
 from .selection import COLUMNS, METRIC_COLUMNS, cell, where
 
 STYLE = """<style>
@@ -105,11 +106,9 @@ def probe_page(probe: dict, catalogues: dict[tuple[int, int], dict], dataset: di
     catalogue entries (``catalogues[(position, layer)]``)."""
     headers = ["Layer", "Position", "Problems", "Correct", "Folds"]
     headers += [f"AUROC, {name}" for _, name in PROBE_MODELS] + [f"Bal. acc., {name}" for _, name in PROBE_MODELS]
-    rows, details, unprobed = [], [], {}
+    rows, details = [], []
     for layer, by_pos in sorted(probe["sites"].items(), key=lambda kv: int(kv[0])):
         for pos, site in sorted(by_pos.items(), key=lambda kv: int(kv[0])):
-            if site.get("note"):
-                unprobed.setdefault(site["note"], []).append(f"{pos}:{layer}")
             models = site["models"]
             rows.append([layer, pos, str(site["n"]), str(site["positives"]), str(site["folds"])]
                         + [_spread(models[m]["auroc"]) for m, _ in PROBE_MODELS]
@@ -128,9 +127,10 @@ def probe_page(probe: dict, catalogues: dict[tuple[int, int], dict], dataset: di
                            + _table(["Latent", "Coefficient", "Frequency", "Corr. with is_correct",
                                      "Mean activation", "Its top problem"], top) + "</details>")
     settings = probe["settings"]
-    n_sites = len(rows)
-    warnings = [f"No probe at {len(where)} of {n_sites} sites ({', '.join(where[:6])}{', ...' if len(where) > 6 else ''}; "
-                f"position:layer): {note}." for note, where in unprobed.items()]
+    warnings = []
+    for note, sites in unprobed(probe).items():
+        listed = ", ".join(sites[:6]) + (", ..." if len(sites) > 6 else "")
+        warnings.append(f"No probe at {len(sites)} of {len(rows)} sites ({listed}; position:layer): {note}.")
     body = (_warnings(warnings) + f"<p>{html.escape(PROBE_GUIDE)}</p><p>Settings: {settings['folds']} folds, "
             f"C = {settings['C']:g}, seed {settings['seed']}.</p>" + _table(headers, rows)
             + "<h2>Top latents per site (by |coefficient| of the codes probe, standardised)</h2>"
