@@ -45,6 +45,15 @@ def test_round_trip(tmp_path, indent):
     assert info["synthetic"] is False and info["model"] == "tiny-test-model"
 
 
+def test_is_correct_may_be_1_or_0(tmp_path):
+    obj = raw_dict()
+    for sample in obj["samples"]:
+        sample["is_correct"] = int(sample["is_correct"])
+    (train_pt, val_pt, _), _ = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
+    labels = [c for path in (train_pt, val_pt) for c in torch.load(path, weights_only=True)["problems"]["is_correct"]]
+    assert sorted(labels) == [False] * 6 + [True] * 4 and all(type(c) is bool for c in labels)
+
+
 def test_parallel_parsing_gives_the_same_files(tmp_path):
     raw = write_raw(tmp_path / "raw.json", raw_dict(n=13))
     outs = []
@@ -122,7 +131,9 @@ BAD_INPUTS = {
                            "layer_1, position 2, dim 0 is '0.5', not a number"),
     "nested list": (_set(S3 + ["thoughts", "layer_1", 2, 0])([0.5]), "layer_1, position 2, dim 0 is [0.5], not a number"),
     "duplicate id": (_set(S3 + ["id"])(101), "sample #3 has id 101, the same as sample #1"),
-    "bad is_correct": (_set(S3 + ["is_correct"])("yes"), "'is_correct' must be true or false"),
+    "bad is_correct": (_set(S3 + ["is_correct"])("yes"), "'is_correct' must be true or false (or 1 or 0), not 'yes'"),
+    "is_correct 2": (_set(S3 + ["is_correct"])(2), "'is_correct' must be true or false (or 1 or 0), not 2"),
+    "is_correct 1.0": (_set(S3 + ["is_correct"])(1.0), "'is_correct' must be true or false (or 1 or 0), not 1.0"),
     "n_samples too large": (_set(["metadata", "n_samples"])(11), "'n_samples' is 11 but the file has 10 samples"),
     "n_samples too small": (_set(["metadata", "n_samples"])(9), "'n_samples' is 9 but the file has more samples"),
     "n_samples not a count": (_set(["metadata", "n_samples"])(0), "'n_samples' must be a positive integer, not 0"),

@@ -343,8 +343,10 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
     sid, is_correct, thoughts = (sample[k] for k in SAMPLE_KEYS)
     if not isinstance(sid, int) or isinstance(sid, bool):
         raise InputError(f"{where}: 'id' must be an integer")
+    if type(is_correct) is int and is_correct in (0, 1):  # as scripts that write int(prediction == answer) do
+        is_correct = bool(is_correct)
     if not isinstance(is_correct, bool):
-        raise InputError(f"{where}: 'is_correct' must be true or false, not {is_correct!r}")
+        raise InputError(f"{where}: 'is_correct' must be true or false (or 1 or 0), not {is_correct!r}")
     if not isinstance(thoughts, dict):
         raise InputError(f"{where}: 'thoughts' must be an object of layers")
     names = [f"layer_{layer}" for layer in header.layers]
