@@ -32,7 +32,7 @@ def make_codes(indices, values, ids, d, position=3, layer=8, activation="signed_
 
 def make_problems(ids, correct, questions=None) -> dict[int, dict]:
     questions = questions or [f"Question {i}: how many? " * (i % 4) or None for i in ids]
-    return {i: {"id": i, "split": "train", "is_correct": bool(c), "question": q, "ground_truth": 1,
+    return {i: {"id": i, "split": "train", "is_correct": None if c is None else bool(c), "question": q, "ground_truth": 1,
                 "ground_truth_text": "1", "prediction": 1, "prediction_text": "1"}
             for i, c, q in zip(ids, correct, questions)}
 
@@ -128,6 +128,18 @@ def test_constant_correctness_leaves_every_correlation_undefined():
     assert all(lat["correlation_is_correct"] is None for lat in cat["latents"])
 
 
+def test_an_ungraded_problem_leaves_every_correlation_undefined():
+    rng = np.random.default_rng(2)
+    codes = random_codes(rng, 20, 8, 3, alive=np.arange(8), ids=range(20))
+    graded = site_catalogue(codes, make_problems(range(20), [i % 3 == 0 for i in range(20)]))
+    assert any(lat["correlation_is_correct"] is not None for lat in graded["latents"])
+    ungraded = graded["latents"][0]["top_problems"][0]["id"]  # a problem some latent lists
+    cat = site_catalogue(codes, make_problems(range(20), [None if i == ungraded else i % 3 == 0 for i in range(20)]))
+    assert all(lat["correlation_is_correct"] is None for lat in cat["latents"])
+    assert {p["is_correct"] for lat in cat["latents"] for p in lat["top_problems"] if p["id"] == ungraded} == {None}
+    assert None in page_data([cat])["problems"]["correct"]
+
+
 def test_bad_codes_are_rejected():
     problems = make_problems([1, 2], [1, 0])
     with pytest.raises(InputError, match="disagree"):
@@ -202,10 +214,12 @@ class Structure(html.parser.HTMLParser):
             self.scripts.append(data)
 
 
-def catalogue_files(tmp_path, sites, n=30, d=12, questions=None, tokens=False) -> list:
-    """Catalogues of random codes; with ``tokens``, even problems carry the top tokens of their thoughts."""
+def catalogue_files(tmp_path, sites, n=30, d=12, questions=None, tokens=False, ungraded=()) -> list:
+    """Catalogues of random codes; with ``tokens``, even problems carry the top tokens of their thoughts;
+    the problems ``ungraded`` have no is_correct."""
     rng = np.random.default_rng(5)
-    problems = make_problems(range(n), rng.random(n) < 0.5, questions)
+    correct = [None if i in ungraded else c for i, c in enumerate(rng.random(n) < 0.5)]
+    problems = make_problems(range(n), correct, questions)
     if tokens:
         for i in range(0, n, 2):
             problems[i]["thought_tokens"] = [[f"<{i}.{p}.{t}>" for t in range(5)] for p in range(2)]
@@ -305,7 +319,7 @@ document.body.appendChild(out);
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium is not installed")
 def test_page_renders_sorts_filters_and_shows_top_problems_in_chromium(tmp_path):
     sites = [(1, 1), (0, 0)]
-    files = catalogue_files(tmp_path, sites, questions=[NASTY] * 30, tokens=True)
+    files = catalogue_files(tmp_path, sites, questions=[NASTY] * 30, tokens=True, ungraded=range(0, 30, 3))
     catalogue_page(files, {"synthetic": True}, tmp_path / "p.html")
     dom = render((tmp_path / "p.html").read_text(), tmp_path, HARNESS)
     first, second = (read_json(f) for f in (files[1], files[0]))  # the selector's order: position, then layer
@@ -319,6 +333,7 @@ def test_page_renders_sorts_filters_and_shows_top_problems_in_chromium(tmp_path)
     assert [int(r[0]) for r in result["alive"]] == [lat["latent"] for lat in by_frequency if not lat["dead"]]
     chosen = by_frequency[0]
     assert result["top"] == [[str(p["id"]), str(float(f"{p['activation']:.4g}")).removesuffix(".0"),
-                              "yes" if p["is_correct"] else "no", NASTY[:100],
+                              {True: "yes", False: "no", None: "not graded"}[p["is_correct"]], NASTY[:100],
                               " | ".join(f"<{p['id']}.1.{t}>" for t in range(5)) if p["id"] % 2 == 0 else "\u2013"]
                              for p in chosen["top_problems"]]
+    assert {p["is_correct"] for p in chosen["top_problems"]} == {True, False, None}  # all three shown

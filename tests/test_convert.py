@@ -45,13 +45,19 @@ def test_round_trip(tmp_path, indent):
     assert info["synthetic"] is False and info["model"] == "tiny-test-model"
 
 
-def test_is_correct_may_be_1_or_0(tmp_path):
+def test_is_correct_may_be_1_or_0_or_null_or_missing(tmp_path):
     obj = raw_dict()
     for sample in obj["samples"]:
         sample["is_correct"] = int(sample["is_correct"])
-    (train_pt, val_pt, _), _ = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
+    (train_pt, val_pt, _), info = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
     labels = [c for path in (train_pt, val_pt) for c in torch.load(path, weights_only=True)["problems"]["is_correct"]]
     assert sorted(labels) == [False] * 6 + [True] * 4 and all(type(c) is bool for c in labels)
+    assert (info["n_graded"], info["accuracy"]) == (10, 0.4)
+    obj["samples"][0]["is_correct"] = None  # right, when graded
+    del obj["samples"][1]["is_correct"]  # wrong, when graded
+    (train_pt, val_pt, _), info = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
+    labels = [c for path in (train_pt, val_pt) for c in torch.load(path, weights_only=True)["problems"]["is_correct"]]
+    assert labels.count(None) == 2 and (info["n_graded"], info["accuracy"]) == (8, 3 / 8)
 
 
 def test_parallel_parsing_gives_the_same_files(tmp_path):
@@ -114,7 +120,7 @@ S3 = ["samples", 3]
 BAD_INPUTS = {
     "metadata key missing": (lambda o: o["metadata"].pop("hidden_dim"), "metadata has no 'hidden_dim'"),
     "samples key missing": (lambda o: o.pop("samples"), "no 'samples' key"),
-    "sample key missing": (lambda o: o["samples"][3].pop("is_correct"), "sample #3 (id 103) has no 'is_correct'"),
+    "sample key missing": (lambda o: o["samples"][3].pop("thoughts"), "sample #3 (id 103) has no 'thoughts'"),
     "id missing": (lambda o: o["samples"][3].pop("id"), "sample #3 has no 'id'"),
     "layer missing": (lambda o: o["samples"][3]["thoughts"].pop("layer_2"), "sample #3 (id 103): 'thoughts' has no 'layer_2'"),
     "extra layer": (_set(S3 + ["thoughts", "layer_7"])([[0.0] * 8] * 4), "has layer_7, which the metadata"),
@@ -131,9 +137,9 @@ BAD_INPUTS = {
                            "layer_1, position 2, dim 0 is '0.5', not a number"),
     "nested list": (_set(S3 + ["thoughts", "layer_1", 2, 0])([0.5]), "layer_1, position 2, dim 0 is [0.5], not a number"),
     "duplicate id": (_set(S3 + ["id"])(101), "sample #3 has id 101, the same as sample #1"),
-    "bad is_correct": (_set(S3 + ["is_correct"])("yes"), "'is_correct' must be true or false (or 1 or 0), not 'yes'"),
-    "is_correct 2": (_set(S3 + ["is_correct"])(2), "'is_correct' must be true or false (or 1 or 0), not 2"),
-    "is_correct 1.0": (_set(S3 + ["is_correct"])(1.0), "'is_correct' must be true or false (or 1 or 0), not 1.0"),
+    "bad is_correct": (_set(S3 + ["is_correct"])("yes"), "'is_correct' must be true or false (or 1 or 0, or null: not graded), not 'yes'"),
+    "is_correct 2": (_set(S3 + ["is_correct"])(2), "'is_correct' must be true or false (or 1 or 0, or null: not graded), not 2"),
+    "is_correct 1.0": (_set(S3 + ["is_correct"])(1.0), "'is_correct' must be true or false (or 1 or 0, or null: not graded), not 1.0"),
     "n_samples too large": (_set(["metadata", "n_samples"])(11), "'n_samples' is 11 but the file has 10 samples"),
     "n_samples too small": (_set(["metadata", "n_samples"])(9), "'n_samples' is 9 but the file has more samples"),
     "n_samples not a count": (_set(["metadata", "n_samples"])(0), "'n_samples' must be a positive integer, not 0"),

@@ -16,6 +16,7 @@ from codi_sae.convert import convert_raw_json
 from codi_sae.errors import InputError
 from codi_sae.probe import METRICS, MODELS, ProbeSettings, probe_site, write_probes
 from codi_sae.train import TrainSettings, train_saes
+from conftest import raw_dict, write_raw
 
 
 def sparse_codes(rng, n, d, active):
@@ -182,6 +183,19 @@ def test_write_probes_on_real_files(tmp_path, raw_file):
                 assert len(stat["folds"]) == 4 and 0 <= stat["mean"] <= 1 and stat["std"] >= 0
         assert len(result["top_latents"]) == 5 and all(0 <= e["latent"] < 12 for e in result["top_latents"])
     assert write_probes(train_pt, val_pt, sites, codes, settings, tmp_path / "p2.json", workers=2) == doc
+
+
+def test_a_site_with_ungraded_problems_is_not_probed(tmp_path):
+    obj = raw_dict()
+    obj["samples"][2]["is_correct"] = None
+    raw = write_raw(tmp_path / "raw.json", obj)
+    train_pt, val_pt, codes = site_files(tmp_path, (raw, obj), [(0, 1)])
+    doc = write_probes(train_pt, val_pt, [(0, 1)], codes, ProbeSettings(), tmp_path / "probe.json")
+    site = doc["sites"]["1"]["0"]
+    assert (site["n"], site["positives"], site["folds"], site["top_latents"]) == (10, None, 0, [])
+    assert site["note"] == "1 of 10 problems are not graded (is_correct null or missing): the probe needs every " \
+                           "problem's label"
+    assert site["models"]["codes"]["auroc"] == {"mean": None, "std": None, "folds": []}
 
 
 def test_write_probes_refuses_codes_of_other_problems_or_sites(tmp_path, raw_file):

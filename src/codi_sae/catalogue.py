@@ -9,7 +9,8 @@ latent is *active* on a problem when the problem's row lists its index (index >=
 - ``mean_activation``, ``max_activation``: mean and max of |activation| over the problems where it
   is active (None if dead).
 - ``correlation_is_correct``: Pearson correlation, over all N problems, of the signed activation
-  with the problems table's ``is_correct`` as 0/1 (None where either is constant: undefined).
+  with the problems table's ``is_correct`` as 0/1 (None where either is constant, or where a
+  problem is not graded: undefined).
 - ``top_problems``: the ``top`` problems of largest |activation| (fewer if it is active on fewer;
   ties in codes row order), each with its signed activation, ``is_correct`` and the first
   ``excerpt`` characters of its question (None where the table has none).
@@ -110,7 +111,7 @@ SCRIPT = """
       "dead, active on no problem");
     for (let i = first[state.chosen]; i < first[state.chosen] + n; i++) {
       const tr = top.insertRow(), p = which(i);
-      [String(problems.ids[p]), fmt(activation(i)), problems.correct[p] ? "yes" : "no"].forEach(t => cell(tr, t));
+      [String(problems.ids[p]), fmt(activation(i)), {true: "yes", false: "no"}[problems.correct[p]] ?? "not graded"].forEach(t => cell(tr, t));
       const q = tr.insertCell();
       q.className = "question";
       q.textContent = problems.questions[p] === null ? "(no question)" : problems.questions[p];
@@ -143,8 +144,9 @@ def load_problems(path: str | os.PathLike) -> dict[int, dict]:
         raise InputError(f"{path}: expected an object with a 'problems' list")
     problems = {}
     for i, p in enumerate(table["problems"]):
-        if not isinstance(p, dict) or not isinstance(p.get("id"), int) or not isinstance(p.get("is_correct"), bool):
-            raise InputError(f"{path}: problem #{i} needs an integer 'id' and a true/false 'is_correct'")
+        if (not isinstance(p, dict) or not isinstance(p.get("id"), int) or "is_correct" not in p
+                or not isinstance(p["is_correct"], bool | None)):
+            raise InputError(f"{path}: problem #{i} needs an integer 'id' and a true/false/null 'is_correct'")
         if p["id"] in problems:
             raise InputError(f"{path}: problem id {p['id']} appears twice")
         problems[p["id"]] = p
@@ -178,8 +180,8 @@ def site_catalogue(codes: dict, problems: dict[int, dict], top: int = 10, excerp
     low[count == n], high[count == n] = np.inf, -np.inf
     np.minimum.at(low, latent, value)
     np.maximum.at(high, latent, value)
-    correct = np.array([problems[p]["is_correct"] for p in ids], dtype=np.float64)
-    dy = correct - correct.mean()
+    correct = np.array([problems[p]["is_correct"] for p in ids], dtype=np.float64)  # None: NaN
+    dy = np.nan_to_num(correct - correct.mean())  # an ungraded problem leaves no correlation defined
     mean_x = np.bincount(latent, weights=value, minlength=d) / n  # Pearson, centred: sum(dy) = 0
     cov = np.bincount(latent, weights=value * dy[rows], minlength=d)
     var_x = np.bincount(latent, weights=(value - mean_x[latent]) ** 2, minlength=d) + (n - count) * mean_x**2
@@ -238,7 +240,7 @@ def page_data(catalogues: list[dict]) -> dict:
             if p["id"] not in index:
                 index[p["id"]] = len(index)
                 problems["ids"].append(p["id"])
-                problems["correct"].append(int(p["is_correct"]))
+                problems["correct"].append(p["is_correct"])
                 problems["questions"].append(p["question"])
                 problems["tokens"].append({})
             if p.get("thought_tokens"):  # per position: what the thought there decodes to

@@ -36,7 +36,7 @@ def convert_raw_json(
     with rows ordered problem, layer, position, problems in the order the split gives.
     The problems table is ``{"problems": [{"id", "split", "is_correct", "question",
     "ground_truth", "ground_truth_text", "prediction", "prediction_text"}, ...]}`` in file order
-    (a field the raw JSON lacks is null). ``workers`` processes parse the samples. ``expect``
+    (a field the raw JSON lacks is null; so is ``is_correct`` where a problem was not graded). ``workers`` processes parse the samples. ``expect``
     (``layers``, ``n_positions``, ``hidden_dim``): the shape the workflow planned for, checked.
     """
     raw = RawSamples(raw_json)
@@ -63,6 +63,7 @@ def convert_raw_json(
         correct.append(sample.is_correct)
         table.append({"id": sample.id, "split": name, "is_correct": sample.is_correct, **sample.fields})
     log.info("read %d samples from %s", len(raw), raw_json)
+    graded = [c for c in correct if c is not None]  # is_correct null: not graded
     info = {
         "source": str(raw_json),
         "synthetic": bool(meta.get("synthetic", False)),
@@ -74,7 +75,8 @@ def convert_raw_json(
         "n_problems": len(raw),
         "n_train": len(train_idx),
         "n_val": len(val_idx),
-        "accuracy": sum(correct) / len(raw),
+        "n_graded": len(graded),
+        "accuracy": sum(graded) / len(graded) if graded else None,
         "train_fraction": train_fraction,
         "split_seed": seed,
     }

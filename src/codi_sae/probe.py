@@ -99,11 +99,8 @@ def probe_site(codes: np.ndarray, raw: np.ndarray, labels: np.ndarray, k: int, s
     folds = min(settings.folds, positives, n - positives)
     if folds < 2:
         rarer = "right" if positives <= n - positives else "wrong"
-        return {"n": n, "positives": positives, "folds": 0, "pca_components": None,
-                "models": {m: {s: {"mean": None, "std": None, "folds": []} for s in METRICS} for m in MODELS},
-                "top_latents": [],
-                "note": f"the model is {rarer} on {min(positives, n - positives)} of {n} problems: "
-                        "cross-validation needs at least 2 of each"}
+        return unprobed_site(n, positives, f"the model is {rarer} on {min(positives, n - positives)} of {n} problems: "
+                                           "cross-validation needs at least 2 of each")
     fit_rows = raw if pca_rows is None else raw[pca_rows]
     pca = fit_pca(fit_rows, min(k, *fit_rows.shape))
     features = {"codes": codes, "raw": raw, "pca": pca.transform(raw)}
@@ -122,12 +119,19 @@ def probe_site(codes: np.ndarray, raw: np.ndarray, labels: np.ndarray, k: int, s
             "top_latents": [{"latent": int(i), "coef": float(coef[i])} for i in top]}
 
 
+def unprobed_site(n: int, positives: int | None, note: str) -> dict:
+    """``probe_site``'s result for a site it cannot probe, and why."""
+    return {"n": n, "positives": positives, "folds": 0, "pca_components": None,
+            "models": {m: {s: {"mean": None, "std": None, "folds": []} for s in METRICS} for m in MODELS},
+            "top_latents": [], "note": note}
+
+
 def _probe_job(job: tuple) -> dict:
     """Check one site's codes against the splits and probe it (in a worker process, when there are several)."""
     (position, layer), path, settings = job
     splits = worker_splits()
     ids = [pid for split, _ in splits for pid in split["problems"]["ids"]]
-    labels = np.array([c for split, _ in splits for c in split["problems"]["is_correct"]], dtype=bool)
+    labels = [c for split, _ in splits for c in split["problems"]["is_correct"]]
     in_train = np.arange(len(ids)) < len(splits[0][0]["problems"]["ids"])  # the rows the SAEs trained on
     codes = load_codes(path)
     missing = [key for key in CODES_KEYS if key not in codes]
@@ -140,8 +144,13 @@ def _probe_job(job: tuple) -> dict:
     if list(codes["problem_ids"]) != ids:
         raise InputError(f"{path}: position {position}, layer {layer}: its problem ids are not those of "
                          f"{splits[0][1]} then {splits[1][1]}, in order")
+    ungraded = labels.count(None)
+    if ungraded:
+        return unprobed_site(len(labels), None, f"{ungraded} of {len(labels)} problems are not graded (is_correct "
+                                                "null or missing): the probe needs every problem's label")
     raw = torch.cat([site_rows(split, split_path, [(position, layer)])[0] for split, split_path in splits])
-    return probe_site(codes_dense(codes).numpy(), raw.numpy(), labels, config["k"], settings, in_train)
+    return probe_site(codes_dense(codes).numpy(), raw.numpy(), np.array(labels, dtype=bool), config["k"], settings,
+                      in_train)
 
 
 def write_probes(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sites: list[tuple[int, int]],

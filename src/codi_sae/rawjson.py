@@ -27,7 +27,7 @@ RELEASE_BYTES = 1 << 26  # release mapped pages in steps of this size
 _WS = b" \t\n\r"
 _SCALAR_END = re.compile(rb"[,\]}\s]")
 METADATA_KEYS = ("layers", "n_tokens", "hidden_dim")
-SAMPLE_KEYS = ("id", "is_correct", "thoughts")
+SAMPLE_KEYS = ("id", "thoughts")  # and is_correct, null (ungraded) where missing
 # What a CODI extractor writes about each problem besides its thoughts; null when missing.
 # thought_tokens (codi_sae.extract): per position, the top tokens its thought decodes to.
 PROBLEM_FIELDS = ("question", "ground_truth", "ground_truth_text", "prediction", "prediction_text", "thought_tokens")
@@ -49,11 +49,11 @@ class Header:
 
 @dataclass(frozen=True)
 class Sample:
-    """One problem: its id, whether the model got it right, its activations [L, T, H] and its
+    """One problem: its id, whether the model got it right (None: not graded), its activations [L, T, H] and its
     ``PROBLEM_FIELDS`` (the question, the answers; None where the file has none)."""
 
     id: int
-    is_correct: bool
+    is_correct: bool | None
     activations: np.ndarray
     fields: dict
 
@@ -340,13 +340,14 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
     for key in SAMPLE_KEYS:
         if key not in sample:
             raise InputError(f"{where} has no '{key}' key")
-    sid, is_correct, thoughts = (sample[k] for k in SAMPLE_KEYS)
+    sid, thoughts, is_correct = sample["id"], sample["thoughts"], sample.get("is_correct")
     if not isinstance(sid, int) or isinstance(sid, bool):
         raise InputError(f"{where}: 'id' must be an integer")
     if type(is_correct) is int and is_correct in (0, 1):  # as scripts that write int(prediction == answer) do
         is_correct = bool(is_correct)
-    if not isinstance(is_correct, bool):
-        raise InputError(f"{where}: 'is_correct' must be true or false (or 1 or 0), not {is_correct!r}")
+    if not isinstance(is_correct, bool | None):
+        raise InputError(f"{where}: 'is_correct' must be true or false (or 1 or 0, or null: not graded), "
+                         f"not {is_correct!r}")
     if not isinstance(thoughts, dict):
         raise InputError(f"{where}: 'thoughts' must be an object of layers")
     names = [f"layer_{layer}" for layer in header.layers]

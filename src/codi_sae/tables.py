@@ -110,7 +110,7 @@ def probe_page(probe: dict, catalogues: dict[tuple[int, int], dict], dataset: di
     for layer, by_pos in sorted(probe["sites"].items(), key=lambda kv: int(kv[0])):
         for pos, site in sorted(by_pos.items(), key=lambda kv: int(kv[0])):
             models = site["models"]
-            rows.append([layer, pos, str(site["n"]), str(site["positives"]), str(site["folds"])]
+            rows.append([layer, pos, str(site["n"]), cell("{}", site["positives"]), str(site["folds"])]
                         + [_spread(models[m]["auroc"]) for m, _ in PROBE_MODELS]
                         + [_spread(models[m]["balanced_accuracy"]) for m, _ in PROBE_MODELS])
             latents = catalogues[(int(pos), int(layer))]["latents"]
