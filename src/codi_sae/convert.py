@@ -36,8 +36,9 @@ def convert_raw_json(
     with rows ordered problem, layer, position, problems in the order the split gives.
     The problems table is ``{"problems": [{"id", "split", "is_correct", "question",
     "ground_truth", "ground_truth_text", "prediction", "prediction_text"}, ...]}`` in file order
-    (a field the raw JSON lacks is null; so is ``is_correct`` where a problem was not graded). ``workers`` processes parse the samples. ``expect``
-    (``layers``, ``n_positions``, ``hidden_dim``): the shape the workflow planned for, checked.
+    (a field the raw JSON lacks is null; so is ``is_correct`` where a problem was not graded).
+    ``workers`` processes parse the samples. ``expect`` (``layers``, ``n_positions``,
+    ``hidden_dim``): the shape the workflow planned for, checked.
     """
     raw = RawSamples(raw_json)
     header, meta = raw.header, raw.header.metadata

@@ -1,7 +1,8 @@
 """Error prediction: per (position, layer) site, cross-validated probes of whether the model was right.
 
 A site has one row per problem (the train problems, then the validation problems) labelled with
-whether the model answered it correctly. Stratified K-fold cross-validation over the problems
+whether the model answered it correctly; where some problem is not graded (``is_correct`` null),
+no site is probed, and each says so (``unprobed_site``). Stratified K-fold cross-validation over the problems
 (scikit-learn's ``StratifiedKFold``, shuffled with ``seed``; K = min(folds, problems in the rarer
 class), so every fold holds both classes) fits each model on K-1 folds and scores it on the
 held-out one (``cross_validate``):

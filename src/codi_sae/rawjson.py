@@ -49,8 +49,8 @@ class Header:
 
 @dataclass(frozen=True)
 class Sample:
-    """One problem: its id, whether the model got it right (None: not graded), its activations [L, T, H] and its
-    ``PROBLEM_FIELDS`` (the question, the answers; None where the file has none)."""
+    """One problem: its id, whether the model got it right (None: not graded), its activations
+    [L, T, H] and its ``PROBLEM_FIELDS`` (the question, the answers; None where the file has none)."""
 
     id: int
     is_correct: bool | None
