@@ -24,6 +24,7 @@ from codi_sae.workflow import (
     data_shape,
     extract_settings,
     module_files,
+    other_data_note,
     put_first_for_jobs,
     sweep_sites,
 )
@@ -40,6 +41,8 @@ except InputError as e:
 # (below) where the sweep runs (the schema refuses this key from users).
 config["_data"] = {"synthetic": DATA.synthetic}
 DEMO = DATA.raw_json == DEMO_JSON  # the workflow writes the data, and its ground truth
+if note := other_data_note("results/data/dataset.json", DATA.raw_json):
+    logger.warning(f"NOTE: {note}")
 
 SPLITS = {
     "train": "results/data/train_activations.pt",

@@ -392,6 +392,11 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     assert (wd / "results/plots/explained_variance.png").exists()
     html = build_report(wd, *args)
     assert "SYNTHETIC DEMO DATA: the data" in html and "(75% train, 25%" in html
+    # the default config (the demo) in this folder: a note that these results come from other data
+    proc = snakemake(wd, "-n")
+    assert (f"results/data/dataset.json was made from {raw}, but this config names results/demo/synthetic_raw.json: "
+            "a run replaces those results; to report on them, pass the run's own --config or --configfile"
+            ) in proc.stdout + proc.stderr
 
     # replaced by other (real, not synthetic) data of the smallest shape, one layer and one position:
     # everything reruns, with a note where a comparison needs two layers or positions
@@ -406,6 +411,7 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     assert json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["warnings"], "test premise"
     assert "1 of 1 sites have an SAE that learned little" in proc.stderr
     assert "planted" not in proc.stderr  # no ground truth, no note of it
+    assert "was made from" not in proc.stderr  # the same raw JSON's path: no note
     site = json.loads((wd / "results/sweet_spot/metrics_all.json").read_text())["baselines"]["7"]["0"]
     assert site["fvu_minus_pca_fvu"] > 0, "test premise"
     assert "PCA with the same K reconstructs the validation rows better than the SAE for 1 of 1 sweep configs " \

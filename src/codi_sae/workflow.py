@@ -8,6 +8,7 @@ per-site output is known before any job runs.
 from __future__ import annotations
 
 import ast
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,19 @@ def check_config(config: dict, shape: DataShape) -> None:
         checks.append(("sites.config", config["sites"]["config"]))
     for where, c in checks:
         check_k(c["d"], c["k"], f"{where}: ")
+
+
+def other_data_note(dataset_json: str | Path, raw_json: str) -> str | None:
+    """A warning when ``results/`` hold a conversion of another raw JSON than ``raw_json`` (the
+    config's): a run replaces those results, and a report needs the run's own config."""
+    try:
+        made_from = json.loads(Path(dataset_json).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if made_from in (None, raw_json):
+        return None
+    return (f"{dataset_json} was made from {made_from}, but this config names {raw_json}: a run replaces those "
+            "results; to report on them, pass the run's own --config or --configfile")
 
 
 def put_first_for_jobs(src: Path) -> None:
