@@ -82,17 +82,18 @@ def _heatmap(values: np.ndarray, labels: np.ndarray, rows: list, cols: list, met
     font = max(5.0, min(10.0, row_h * 72 * 0.5))
     figsize = (max(5.5, 0.95 * len(cols) + 2.8), row_h * len(rows) + 2.0)
     fig, ax = plt.subplots(figsize=figsize, layout="constrained")
-    if np.isfinite(values).any():
-        _draw(ax, values, labels, rows, cols, metric, title, xlabel, ylabel, font)
-    else:
-        _nothing(ax, title, empty)
+    _draw(ax, values, labels, rows, cols, metric, title, xlabel, ylabel, font, empty)
     _title(fig, heading, synthetic)
     return _save(fig, out.with_suffix(".png"), out.with_suffix(".svg"))
 
 
 def _draw(ax, values: np.ndarray, labels: np.ndarray, rows: list, cols: list, metric: Metric, title: str,
-          xlabel: str, ylabel: str, font: float) -> None:
-    """An annotated heatmap on ``ax``, with its colour bar labelled by ``metric``."""
+          xlabel: str, ylabel: str, font: float, empty: str) -> None:
+    """An annotated heatmap on ``ax``, with its colour bar labelled by ``metric``; where no cell has
+    a value, the text ``empty`` instead."""
+    if not np.isfinite(values).any():
+        _nothing(ax, title, empty)
+        return
     import seaborn as sns  # here, not above: its import (with scipy.stats) is 0.6 s of the sweep plot's 2 s
 
     label = f"{metric.title.split(' (')[0]} ({metric.better})"
@@ -224,10 +225,9 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
     font = max(5.0, min(9.0, row_h * 72 * 0.4))
 
     def panel(ax, values, labels, rows: list, cols: list, title: str, xlabel: str, ylabel: str, what: str) -> None:
-        if np.isfinite(values).any():
-            _draw(ax, values, labels, rows, cols, OVERLAP, title, xlabel, ylabel, font)
-        else:  # one layer (or position), or no dictionary with a live latent: nothing to compare
-            _nothing(ax, title, f"Nothing to compare: no two consecutive {what} with live latents in the results")
+        # empty with one layer (or position), or no dictionary with a live latent: nothing to compare
+        _draw(ax, values, labels, rows, cols, OVERLAP, title, xlabel, ylabel, font,
+              f"Nothing to compare: no two consecutive {what} with live latents in the results")
 
     panel(left, layers_v, layers_l, layer_pairs, positions, "Layer to next layer, per position", "Thought position",
           "Layers", "layers")

@@ -8,11 +8,11 @@ per-site output is known before any job runs.
 from __future__ import annotations
 
 import ast
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import read_json
 from .errors import InputError
 from .extract import model_dims
 from .problems import read_problems
@@ -134,7 +134,7 @@ def other_data_note(dataset_json: str | Path, raw_json: str) -> str | None:
     """A warning when ``results/`` hold a conversion of another raw JSON than ``raw_json`` (the
     config's): a run replaces those results, and a report needs the run's own config."""
     try:
-        made_from = json.loads(Path(dataset_json).read_text()).get("source")
+        made_from = read_json(dataset_json).get("source")
     except (OSError, ValueError, AttributeError):
         return None
     if made_from in (None, raw_json):
