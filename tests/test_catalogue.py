@@ -254,6 +254,7 @@ def test_page_data_unpacks_to_the_catalogues(tmp_path):
     files = catalogue_files(tmp_path, [(0, 0), (2, 5)])
     cats = [read_json(f) for f in files]
     data = page_data(cats)
+    assert data["index_bytes"] == 2 and len(data["sites"]) == len(cats)
     for cat, site in zip(cats, data["sites"]):
         which = np.frombuffer(base64.b64decode(site["top_problem"]), "<u2")
         activation = np.frombuffer(base64.b64decode(site["top_activation"]), "<f4")
@@ -261,9 +262,13 @@ def test_page_data_unpacks_to_the_catalogues(tmp_path):
         for j, lat in enumerate(cat["latents"]):
             assert site["count"][j] / cat["n_problems"] == lat["frequency"]
             assert site["mean"][j] == (None if lat["dead"] else pytest.approx(lat["mean_activation"], rel=1e-3))
+            assert site["max"][j] == (None if lat["dead"] else pytest.approx(lat["max_activation"], rel=1e-3))
+            corr = lat["correlation_is_correct"]
+            assert site["corr"][j] == (None if corr is None else pytest.approx(corr, rel=1e-3, abs=1e-6))
             tops = [(data["problems"]["ids"][w], float(a)) for w, a in
                     zip(which[first[j]:first[j + 1]], activation[first[j]:first[j + 1]])]
             assert tops == [(p["id"], pytest.approx(p["activation"], rel=1e-6)) for p in lat["top_problems"]]
+        assert any(c is not None for c in site["corr"]) and any(m is None for m in site["max"])  # both kinds met
 
 
 def test_page_size_for_72_sites_of_512_latents(tmp_path):

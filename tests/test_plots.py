@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from codi_sae.errors import InputError
-from codi_sae.plots import plot_cross_layer, plot_planted, plot_site_heatmaps, plot_sweep, plt, sweep_figure
+from codi_sae.plots import (plot_cross_layer, plot_planted, plot_probe_heatmaps, plot_site_heatmaps, plot_sweep,
+                             plt, sweep_figure)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HEATMAP_STEMS = ("reconstruction_loss", "feature_death_rate", "explained_variance", "fvu", "fvu_minus_pca_fvu")
@@ -78,6 +79,15 @@ def check_png(path):
     assert data.startswith(PNG_SIGNATURE) and len(data) > 10_000
 
 
+def record(monkeypatch, name):
+    """Replace ``plots.<name>`` (``_heatmap`` or ``_draw``) by a recorder of its arguments; returns their list."""
+    from codi_sae import plots
+
+    calls = []
+    monkeypatch.setattr(plots, name, lambda *args, **kwargs: calls.append(args) or [])
+    return calls
+
+
 def svg_text(path):
     text = path.read_text()
     assert ET.fromstring(text).tag == "{http://www.w3.org/2000/svg}svg" and len(text) > 5_000
@@ -102,13 +112,26 @@ def test_site_heatmaps_drawn_in_two_processes_are_the_same_files(tmp_path):
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
-def test_site_heatmaps_missing_cell_and_flag(tmp_path):
+def test_site_heatmaps_missing_cell_and_flag(tmp_path, monkeypatch):
     src = write(tmp_path / "m.json", metrics_all(3, 2, synthetic=False, skip={(1, 0), (2, 1)}))
     paths = plot_site_heatmaps(src, tmp_path)
     ev_svg = svg_text(tmp_path / "explained_variance.svg")
     assert "SYNTHETIC" not in ev_svg and "d=512, K=150" in ev_svg
     assert "PCA 0.990" in ev_svg and "PCA " not in svg_text(tmp_path / "feature_death_rate.svg")
     assert len(paths) == 10
+    drawn = record(monkeypatch, "_heatmap")
+    plot_site_heatmaps(src, tmp_path / "again")
+    values, labels, rows, cols = next(c for c in drawn if c[4].key == "explained_variance")[:4]
+    doc = json.loads(src.read_text())
+    assert rows == [0, 1, 2] and cols == [0, 1] and values.shape == (3, 2)
+    for i, layer in enumerate(rows):
+        for j, pos in enumerate(cols):
+            if (layer, pos) in {(1, 0), (2, 1)}:  # no result: an empty cell
+                assert np.isnan(values[i, j]) and labels[i, j] == ""
+            else:
+                ev = doc["results"][str(layer)][str(pos)]["explained_variance"]
+                assert values[i, j] == ev and labels[i, j] == f"{ev:.3f}\nPCA 0.990"
+    monkeypatch.undo()
     src = write(tmp_path / "s.json", metrics_all(2, 2, synthetic=True))
     plot_site_heatmaps(src, tmp_path / "syn")
     assert "SYNTHETIC DEMO DATA" in svg_text(tmp_path / "syn" / "feature_death_rate.svg")
@@ -160,7 +183,43 @@ def test_cross_layer_plot_of_one_layer(tmp_path, n_positions):
     assert ("no two consecutive positions" in text) == (n_positions == 1)
 
 
-def test_planted_plot_shows_each_sites_share_found(tmp_path):
+def test_cross_layer_grids_hold_each_pair_in_its_cell(tmp_path, monkeypatch):
+    pair = lambda cos: {"mean_max_cosine": cos, "initial_mean_max_cosine": 0.5, "share_above_0.9": 0.1}  # noqa: E731
+    doc = {"across_layers": {str(p): {f"{a}->{a + 1}": pair(0.1 * a + 0.01 * p) for a in (0, 1)} for p in range(3)},
+           "across_positions": {str(layer): {f"{p}->{p + 1}": pair(0.2 + 0.1 * layer + 0.01 * p) for p in (0, 1)}
+                                for layer in (0, 1, 2)},
+           "chance": {"mean_max_cosine": 0.37, "input_dim": 64}, "activation": "signed_topk", "shared_start": False}
+    drawn = record(monkeypatch, "_draw")
+    plot_cross_layer(write(tmp_path / "cross.json", doc), write(tmp_path / "dataset.json", dataset(3, 3)),
+                     tmp_path / "c.png", tmp_path / "c.svg")
+    (left, l_labels, l_rows, l_cols), (right, _, r_rows, r_cols) = [call[1:5] for call in drawn]
+    assert l_rows == ["0\u21921", "1\u21922"] and l_cols == ["0", "1", "2"]  # layer pairs x positions
+    assert r_rows == ["0", "1", "2"] and r_cols == ["0\u21921", "1\u21922"]  # layers x position pairs
+    for a in (0, 1):
+        for p in range(3):
+            assert left[a, p] == pytest.approx(0.1 * a + 0.01 * p)
+            assert l_labels[a, p] == f"{0.1 * a + 0.01 * p:.2f}\nstart 0.50"
+            assert right[p, a] == pytest.approx(0.2 + 0.1 * p + 0.01 * a)
+
+
+def test_probe_heatmaps_show_each_inputs_auroc(tmp_path, monkeypatch):
+    auroc = {"codes": (0.91, 0.02), "raw": (0.55, 0.03), "pca": (0.7, 0.01)}
+    site = lambda p: {"models": {m: {"auroc": {"mean": mean + 0.01 * p, "std": std}}  # noqa: E731
+                                 for m, (mean, std) in auroc.items()}}
+    doc = {"settings": {"folds": 5}, "sites": {"0": {str(p): site(p) for p in range(2)}}}
+    drawn = record(monkeypatch, "_heatmap")
+    plot_probe_heatmaps(write(tmp_path / "probe.json", doc), write(tmp_path / "dataset.json", dataset(2, 3)), tmp_path)
+    by_input = {call[4].key.rsplit("_", 1)[1]: call for call in drawn}
+    assert sorted(by_input) == ["codes", "raw"]
+    for name, (values, labels, rows, cols) in ((n, c[:4]) for n, c in by_input.items()):
+        mean, std = auroc[name]
+        assert rows == [0, 1] and cols == [0, 1, 2]
+        assert values[0, :2] == pytest.approx([mean, mean + 0.01]) and np.isnan(values[0, 2])
+        assert np.isnan(values[1]).all()  # layer 1 and position 2: no probe there
+        assert labels[0, 1] == f"{mean + 0.01:.2f}\n\u00b1{std:.2f}"
+
+
+def test_planted_plot_shows_each_sites_share_found(tmp_path, monkeypatch):
     found = lambda share: {"share_above_0_9": share, "mean_max_cosine": 0.5, "n_latents": 5}  # noqa: E731
     doc = {"planted": {"n_features": 384, "threshold": 0.9, "chance_mean_max_cosine": 0.21,
                        "sites": {str(layer): {str(p): found(0.125 * (p + 2 * layer)) for p in range(2)}
@@ -172,5 +231,11 @@ def test_planted_plot_shows_each_sites_share_found(tmp_path):
     text = paths[1].read_text()
     assert all(f"{share:.0%}" in text for share in (0.0, 0.125, 0.5, 0.625)) and "384 planted" in text
     assert "SYNTHETIC DEMO DATA" in text
+    drawn = record(monkeypatch, "_heatmap")
+    plot_planted(tmp_path / "cross.json", tmp_path / "dataset.json", tmp_path / "again")
+    values, labels = drawn[0][:2]
+    assert values.tolist() == [[0.0, 0.125], [0.25, 0.375], [0.5, 0.625]]
+    assert labels[0, 0] == "0%\ncos 0.50" and labels[2, 1] == "62%\ncos 0.50"
+    monkeypatch.undo()
     with pytest.raises(InputError, match="no planted dictionary"):
         plot_planted(write(tmp_path / "real.json", {"planted": None}), tmp_path / "dataset.json", tmp_path)

@@ -177,3 +177,36 @@ def test_html_escapes_text():
     result["claim"] = "<b>odd</b> & even"
     page = positions_table_html(result)
     assert "&lt;b&gt;odd&lt;/b&gt; &amp; even" in page and "<b>" not in page
+
+
+def test_plot_draws_each_metrics_odd_and_even_means_and_verdict(tmp_path, monkeypatch):
+    from codi_sae import plots
+
+    data = metrics_all(noisy, layers=range(4))
+    data["results"]["2"]["1"]["fvu"] = data["results"]["2"]["3"]["fvu"] = data["results"]["2"]["5"]["fvu"] = None
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    (tmp_path / "d.json").write_text(json.dumps({"model": "m", "synthetic": False}))
+    result = write_positions(tmp_path / "m.json", None, tmp_path / "positions.json")
+    result["caveats"] = ["a caveat the plot must show"]
+    (tmp_path / "positions.json").write_text(json.dumps(result))
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, png, svg: figures.append(fig))
+    plots.plot_positions(tmp_path / "positions.json", tmp_path / "d.json", tmp_path / "p.png", tmp_path / "p.svg")
+    fig = figures[0]
+    try:
+        drawn = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in drawn] == list(result["metrics"])
+        for ax, m in zip(drawn, result["metrics"].values()):
+            lines = ax.get_lines()
+            assert [line.get_label() for line in lines] == ["odd positions", "even positions"]
+            for line, side in zip(lines, ("odd", "even")):
+                assert list(line.get_xdata()) == [0, 1, 2, 3]
+                expected = [math.nan if m["per_layer"][str(layer)][side] is None else m["per_layer"][str(layer)][side]
+                            for layer in range(4)]
+                assert line.get_ydata() == pytest.approx(expected, nan_ok=True)
+            assert m["verdict"] in [text.get_text().replace("\n", " ") for text in ax.texts]
+        assert math.isnan(drawn[list(result["metrics"]).index("fvu")].get_lines()[0].get_ydata()[2])
+        texts = [text.get_text() for text in fig.findobj(plots.plt.Text)]
+        assert any(text.endswith("\nCaveat: a caveat the plot must show") for text in texts)
+    finally:
+        plots.plt.close(fig)

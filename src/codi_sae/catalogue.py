@@ -12,8 +12,9 @@ latent is *active* on a problem when the problem's row lists its index (index >=
   with the problems table's ``is_correct`` as 0/1 (None where either is constant, or where a
   problem is not graded: undefined).
 - ``top_problems``: the ``top`` problems of largest |activation| (fewer if it is active on fewer;
-  ties in codes row order), each with its signed activation, ``is_correct`` and the first
-  ``excerpt`` characters of its question (None where the table has none).
+  ties in codes row order), each with its signed activation, ``is_correct``, the first
+  ``excerpt`` characters of its question (None where the table has none) and, where the table has
+  them, its ``thought_tokens``.
 
 The page embeds the catalogues once (``page_data``): each problem's id, correctness and question
 excerpt once; per latent its active-problem count (frequency = count / N) and its mean, max and

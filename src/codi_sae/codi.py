@@ -3,9 +3,10 @@ checkpoint, and its continuous-thought inference, batched with left padding.
 
 CODI (Shen et al. 2025; github.com/zhenyi4/codi) reasons in "thoughts": after the question and a
 begin-of-thought token (bot), the last layer's last hidden state goes through the projection
-and is fed back as the next input embedding, ``latent_steps`` times, with the KV cache; then an
-end-of-thought token (eot) and greedy decoding of the answer. Needs the ``extract`` extra
-(transformers, peft); only the extraction job imports this module.
+and is fed back as the next input embedding, ``latent_steps`` times (one fewer when recording the
+seed's way), with the KV cache; then an end-of-thought token (eot) and greedy decoding of the
+answer. Needs the ``extract`` extra (transformers, peft); only the extraction job imports this
+module.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ TOP_TOKENS = 5  # what a thought decodes to: its most likely tokens through the 
 @dataclass
 class Thoughts:
     """One batch's inference. ``hidden``: float32 [B, L, T, H], the recorded layers at the T
-    recorded positions; ``fed``: [B, latent_steps, H], the latent embeddings fed back;
+    recorded positions; ``fed``: [B, S, H], the S latent embeddings fed back (S = latent_steps, one fewer
+    under the ``seed`` convention);
     ``top_ids``/``top_probs``: [B, T, TOP_TOKENS], the tokens each recorded position's last-layer state
     decodes to through the LM head; ``answers``: the decoded answer tokens of each problem."""
 

@@ -35,7 +35,7 @@ def convert_raw_json(
     "positions"} (one entry per row), "config": {...}, "problems": {"ids", "is_correct"}}``
     with rows ordered problem, layer, position, problems in the order the split gives.
     The problems table is ``{"problems": [{"id", "split", "is_correct", "question",
-    "ground_truth", "ground_truth_text", "prediction", "prediction_text"}, ...]}`` in file order
+    "ground_truth", "ground_truth_text", "prediction", "prediction_text", "thought_tokens"}, ...]}`` in file order
     (a field the raw JSON lacks is null; so is ``is_correct`` where a problem was not graded).
     ``workers`` processes parse the samples. ``expect`` (``layers``, ``n_positions``,
     ``hidden_dim``): the shape the workflow planned for, checked.
