@@ -3,15 +3,12 @@
 raw JSON -> train/val PT splits -> (d, K) sweep at one site -> sweet spot -> every site -> plots.
 """
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.14")
 
 
 configfile: "config/config.yaml"
-
-
-validate(config, "config/config.schema.yaml")
 
 
 report: "report/workflow.rst"

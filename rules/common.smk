@@ -3,6 +3,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
+from snakemake.utils import validate
 
 # The package in this checkout's src/: first on this process's path, and (workflow.py) on every
 # job's, so that a codi_sae installed elsewhere never stands in for the modules rules list.
@@ -27,9 +28,20 @@ from codi_sae.workflow import (
     other_data_note,
     put_first_for_jobs,
     sweep_sites,
+    yaml_text_numbers,
 )
 
 put_first_for_jobs(SRC)
+
+try:
+    validate(config, "../config/config.schema.yaml")
+except WorkflowError as e:
+    if texts := yaml_text_numbers(config):
+        raise WorkflowError(
+            f"{e}\nYAML reads {', '.join(texts)} as text, not as a number: write 1e-3 "
+            "as 0.001 or 1.0e-3"
+        ) from None
+    raise
 
 try:
     DATA = data_shape(config)

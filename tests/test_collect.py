@@ -133,3 +133,20 @@ def test_sites_of_different_saes_are_refused(tmp_path):
     with pytest.raises(InputError, match="latent_dim=16, but .*pos0_layer0.json has 8"):
         collect(tmp_path, files, [(0, 0), (1, 0)], rng)
     assert not (tmp_path / "all.json").exists()
+
+
+def test_baselines_of_another_k_or_site_and_unreadable_metrics_are_named(tmp_path):
+    rng = np.random.default_rng(3)
+    with pytest.raises(InputError, match=r"baselines.json: no PCA-3 baseline at position 0, layer 0 \(it has K in "
+                                         r"\[2\]\).*snakemake -R baselines"):
+        collect(tmp_path, [site_file(tmp_path, 0, 0, 1, rng, k=3)], [(0, 0)], rng)
+    files = [site_file(tmp_path, 0, 0, 2, rng), site_file(tmp_path, 1, 0, 2, rng)]
+    with pytest.raises(InputError, match="no PCA-2 baseline at position 1, layer 0"):
+        collect(tmp_path, files, [(0, 0)], rng)
+    files[1].write_text('{"config": {"k": 2}}')
+    with pytest.raises(InputError, match=r"pos1_layer0.json: missing key\(s\) metrics"):
+        collect(tmp_path, files, [(0, 0), (1, 0)], rng)
+    files[1].write_text('{"config": ')
+    with pytest.raises(InputError, match="pos1_layer0.json: cannot read JSON"):
+        collect(tmp_path, files, [(0, 0), (1, 0)], rng)
+    assert not (tmp_path / "all.json").exists()

@@ -1,6 +1,7 @@
 import copy
 import gzip
 import json
+import math
 
 import numpy as np
 import pytest
@@ -34,10 +35,8 @@ def test_round_trip(tmp_path, indent):
         acts = split["activations"]
         assert acts.dtype == torch.float32 and acts.shape == (len(idx) * 9, 5)
         assert np.array_equal(acts.numpy(), expected.reshape(-1, 5))  # rows: problem, layer, position
-        meta = split["metadata"]
-        assert meta["problem_ids"][:9] == [samples[0]["id"]] * 9
-        assert meta["layers"][:9] == [0, 0, 0, 4, 4, 4, 8, 8, 8]
-        assert meta["positions"][:9] == [0, 1, 2] * 3
+        rows = [(s["id"], layer, t) for s in samples for layer in (0, 4, 8) for t in range(3)]
+        assert split["metadata"] == dict(zip(("problem_ids", "layers", "positions"), map(list, zip(*rows))))
         assert split["problems"]["ids"] == [s["id"] for s in samples]
         assert split["problems"]["is_correct"] == [s["is_correct"] for s in samples]
     assert json.loads(info_json.read_text()) == info
@@ -58,6 +57,10 @@ def test_is_correct_may_be_1_or_0_or_null_or_missing(tmp_path):
     (train_pt, val_pt, _), info = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
     labels = [c for path in (train_pt, val_pt) for c in torch.load(path, weights_only=True)["problems"]["is_correct"]]
     assert labels.count(None) == 2 and (info["n_graded"], info["accuracy"]) == (8, 3 / 8)
+    for sample in obj["samples"]:
+        sample["is_correct"] = None
+    _, info = convert(tmp_path, write_raw(tmp_path / "raw.json", obj))
+    assert (info["n_graded"], info["accuracy"]) == (0, None)  # nothing graded: no accuracy
 
 
 def test_parallel_parsing_gives_the_same_files(tmp_path):
@@ -88,8 +91,37 @@ def test_site_rows_cut_out_one_site(tmp_path, raw_file):
     split = load_split(train_pt)
     x = site_rows(split, train_pt, [(2, 1), (0, 0)])
     train_idx, _ = train_val_indices(10, 0.8, 42)
-    expected = np.array([obj["samples"][i]["thoughts"]["layer_1"][2] for i in train_idx], dtype=np.float32)
-    assert x.shape == (2, 8, 8) and np.array_equal(x[0].numpy(), expected)
+    for block, (position, layer) in zip(x, [(2, 1), (0, 0)]):
+        expected = [obj["samples"][i]["thoughts"][f"layer_{layer}"][position] for i in train_idx]
+        assert np.array_equal(block.numpy(), np.array(expected, dtype=np.float32))
+    assert x.shape == (2, 8, 8)
+
+
+def test_site_rows_refuses_a_missing_site_or_uneven_sites(tmp_path, raw_file):
+    (train_pt, _, _), _ = convert(tmp_path, raw_file[0])
+    split = load_split(train_pt)
+    with pytest.raises(InputError, match=r"train.pt: no rows for position 4, layer 0"):
+        site_rows(split, train_pt, [(0, 0), (4, 0)])
+    split["metadata"]["positions"][-1] = 2  # the last row mislabelled: site (3, 2) has 7 rows, (2, 2) 9
+    torch.save(split, tmp_path / "relabelled.pt")
+    with pytest.raises(InputError, match=r"relabelled.pt: sites \(0, 0\) and \(3, 2\) have different row counts"):
+        site_rows(load_split(tmp_path / "relabelled.pt"), tmp_path / "relabelled.pt", [(0, 0), (3, 2)])
+
+
+BACKSLASHES = {"ends in a backslash": "C:\\", "escaped quote": 'a\\"b', "two backslashes, a quote": '\\\\"}]'}
+
+
+@pytest.mark.parametrize("text", BACKSLASHES.values(), ids=BACKSLASHES)
+def test_backslashes_before_a_quote_round_trip(tmp_path, text):
+    """A string's end is found by the parity of the backslashes before its quote."""
+    obj = raw_dict()
+    obj["metadata"]["model"] = obj["samples"][4]["question"] = obj["samples"][5]["prediction_text"] = text
+    out = tmp_path / "problems.json"
+    info = convert_raw_json(write_raw(tmp_path / "raw.json", obj), tmp_path / "t.pt", tmp_path / "v.pt",
+                            tmp_path / "i.json", problems_out=out)
+    table = json.loads(out.read_text())["problems"]
+    assert [p["question"] for p in table] == [s["question"] for s in obj["samples"]]
+    assert (info["model"], table[5]["prediction_text"]) == (text, text)
 
 
 def test_header_is_read_without_the_samples(tmp_path):
@@ -145,6 +177,12 @@ BAD_INPUTS = {
     "n_samples not a count": (_set(["metadata", "n_samples"])(0), "'n_samples' must be a positive integer, not 0"),
     "no n_samples": (lambda o: o["metadata"].pop("n_samples") and o["samples"][3].pop("thoughts"), "has no 'thoughts'"),
     "layers list bad": (_set(["metadata", "layers"])("0-2"), "'layers' must be a non-empty list"),
+    "layer listed twice": (_set(["metadata", "layers"])([0, 1, 1]), "metadata 'layers' lists a layer twice: [0, 1, 1]"),
+    "n_layers mismatch": (_set(["metadata", "n_layers"])(4), "metadata 'n_layers' is 4 but 'layers' lists 3"),
+    "thought_tokens count": (_set(S3 + ["thought_tokens"])([["a"]] * 3),
+                             "sample #3 (id 103): 'thought_tokens' must be a list of 4 lists of strings"),
+    "thought_tokens not strings": (_set(S3 + ["thought_tokens"])([["a"], ["b"], [7], ["c"]]),
+                                   "sample #3 (id 103): 'thought_tokens' must be a list of 4 lists of strings"),
 }
 
 
@@ -231,7 +269,11 @@ def test_splits_of_another_shape_or_conversion_are_refused(tmp_path):
     for change, message in [
         (lambda s: s.update(activations=s["activations"][:, :4]), "vectors have 4 dims, its config says hidden_dim 8"),
         (lambda s: s["metadata"].update(layers=[0]), "labels 1 rows with layers, but holds 96"),
-        (lambda s: s.update(activations=s["activations"].long()), "activations are not a 2-D float tensor"),
+        (lambda s: s.update(activations=s["activations"].long()), "activations are not a 2-D float32 tensor"),
+        (lambda s: s.update(activations=s["activations"].half()), "activations are not a 2-D float32 tensor"),
+        (lambda s: s.pop("problems"), "has no 'problems' key"),
+        (lambda s: s["problems"].update(ids=[1]), r"problems \(ids, is_correct\) and its 96 rows do not match"),
+        (lambda s: s["metadata"].update(problem_ids=[0]), "labels 1 rows with problem_ids, but holds 96"),
     ]:
         split = torch.load(train, weights_only=True)
         change(split)
@@ -257,6 +299,8 @@ def test_metadata_without_n_samples(tmp_path):
 def test_problems_table(tmp_path):
     obj = raw_dict(n=10)
     del obj["samples"][3]["prediction_text"], obj["samples"][3]["question"]  # optional fields may be missing
+    # Python's json.dump writes NaN and Infinity (e.g. a prediction with no number): null in the table
+    obj["samples"][4].update(prediction=float("nan"), ground_truth=float("inf"), prediction_text=[1.5, -math.inf])
     raw = write_raw(tmp_path / "raw.json", obj)
     out = tmp_path / "problems.json"
     convert_raw_json(raw, tmp_path / "t.pt", tmp_path / "v.pt", tmp_path / "i.json", problems_out=out, workers=2)
@@ -270,6 +314,7 @@ def test_problems_table(tmp_path):
                         "ground_truth_text": sample["ground_truth_text"], "prediction": sample["prediction"],
                         "prediction_text": sample["prediction_text"], "thought_tokens": None}
     assert table[3]["question"] is None and table[3]["prediction_text"] is None
+    assert (table[4]["prediction"], table[4]["ground_truth"], table[4]["prediction_text"]) == (None, None, [1.5, None])
 
 
 @pytest.mark.parametrize("content, message", [

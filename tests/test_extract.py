@@ -15,10 +15,10 @@ pytest.importorskip("peft")
 from conftest import PAIRS, PROBLEMS, RunsCode, write_tiny_codi  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from codi_sae.codi import load_codi  # noqa: E402
+from codi_sae.codi import Thoughts, load_codi, write_random_codi  # noqa: E402
 from codi_sae.convert import convert_raw_json  # noqa: E402
 from codi_sae.errors import InputError  # noqa: E402
-from codi_sae.extract import model_dims, write_extraction  # noqa: E402
+from codi_sae.extract import _sample, model_dims, write_extraction  # noqa: E402
 from codi_sae.problems import answer_number, last_number, read_problems  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -99,17 +99,25 @@ def test_a_batch_gives_each_problem_what_it_gives_alone(model, convention):
 @pytest.mark.parametrize("convention", ["seed", "codi"])
 def test_the_kv_cache_loop_equals_a_full_recompute(model, convention):
     """One forward pass over the question, bot and the fed latent embeddings, without a cache,
-    gives the recorded hidden states."""
+    gives the recorded hidden states; each fed latent is the projection of the last layer's state
+    one position before it, and each recorded position's top tokens are those of its logits."""
     q = PROBLEMS[2]["question"]
     got = model.think([q], 6, convention, max_new_tokens=1)
     ids = torch.tensor([model.tokenizer(q)["input_ids"] + [model.bot_id]])
     embeds = torch.cat([model.embed(ids), got.fed], 1)
+    bot, fed = ids.shape[1] - 1, got.fed.shape[1]
     with torch.no_grad():
-        states = model.codi(inputs_embeds=embeds, output_hidden_states=True).hidden_states
-    first = ids.shape[1] - 1 if convention == "seed" else ids.shape[1]  # seed: bot is position 0
+        out = model.codi(inputs_embeds=embeds, output_hidden_states=True)
+        states = out.hidden_states
+        torch.testing.assert_close(got.fed[0], model.prj(states[-1][0, bot : bot + fed]), rtol=1e-5, atol=1e-5)
+    assert fed == (5 if convention == "seed" else 6)
+    first = bot if convention == "seed" else bot + 1  # seed: bot is position 0
     layers = range(2) if convention == "seed" else range(1, 3)
     want = torch.stack([torch.stack([states[i][0, first + t] for t in range(6)]) for i in layers])
     torch.testing.assert_close(got.hidden[0], want, rtol=1e-5, atol=1e-5)
+    top_probs, top_ids = torch.softmax(out.logits[0, first : first + 6], -1).topk(5)
+    assert torch.equal(got.top_ids[0], top_ids)
+    torch.testing.assert_close(got.top_probs[0], top_probs, rtol=1e-5, atol=1e-5)
 
 
 def test_the_two_conventions_record_the_same_computation_shifted(model):
@@ -119,6 +127,36 @@ def test_the_two_conventions_record_the_same_computation_shifted(model):
     torch.testing.assert_close(seed.fed[0], codi.fed[0, :5], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(seed.hidden[0, 1, 1:], codi.hidden[0, 0, :5], rtol=1e-5, atol=1e-5)
     assert not torch.allclose(seed.hidden[0, 0], codi.hidden[0, 0])  # and they are not the same vectors
+
+
+class _Texts:
+    """A tokenizer stub: token i decodes to ``texts[i]``."""
+
+    def __init__(self, texts):
+        self.texts = texts
+
+    def decode(self, ids, skip_special_tokens=False):
+        return " ".join(self.texts[i] for i in ids)
+
+
+@pytest.mark.parametrize("answer, decoded, prediction, correct", [
+    ("2 + 3 = 5 so 1,234\n#### 1,234", "so it is 1,234.", 1234, True),
+    ("#### -7", "they lose -7", -7, True),
+    ("#### -2.5", "-2.50", -2.5, True),
+    ("#### 1,234", "1,234 then 1,235", 1235, False),
+    ("#### 18", "18 - 1 = 17", 17, False),
+    ("#### 3", "no number", None, False),
+])
+def test_grading_compares_the_last_number_decoded_with_gsm8ks(tmp_path, answer, decoded, prediction, correct):
+    """A sample's prediction is the last number of its problem's decoded answer (commas dropped), and it is
+    correct when it equals the number after the answer's ``####``."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": answer}))
+    thoughts = Thoughts(hidden=torch.zeros(2, 2, 3, 4), fed=torch.zeros(2, 3, 4), top_ids=torch.zeros(2, 3, 5,
+                        dtype=torch.long), top_probs=torch.full((2, 3, 5), 0.2), answers=[[0], [1, 2]])
+    sample = _sample(read_problems(path)[0], thoughts, 1, _Texts(["999", "the answer:", decoded]), "ckpt")
+    assert sample["prediction_text"] == f"the answer: {decoded}"
+    assert (sample["prediction"], sample["is_correct"]) == (prediction, correct)
 
 
 def _broken_checkpoint(tiny, tmp_path, change) -> str:
@@ -170,7 +208,8 @@ def test_the_raw_json_has_the_seeds_schema_and_converts(tiny, tmp_path, conventi
     assert {k: meta[k] for k in ("n_samples", "layers", "n_layers", "n_tokens", "hidden_dim", "synthetic",
                                  "convention")} == {"n_samples": 10, "layers": [0, 1], "n_layers": 2, "n_tokens": 4,
                                                     "hidden_dim": 16, "synthetic": True, "convention": convention}
-    assert meta["n_correct"] + meta["n_incorrect"] == 10 and meta["accuracy"] == meta["n_correct"] / 10
+    assert meta["n_correct"] == sum(s["is_correct"] for s in doc["samples"]) == 10 - meta["n_incorrect"]
+    assert meta["accuracy"] == meta["n_correct"] / 10
     assert "SYNTHETIC" in meta["description"]
     for i, sample in enumerate(doc["samples"]):
         assert sample["id"] == i and sample["question"] == PROBLEMS[i]["question"]
@@ -200,6 +239,31 @@ def test_the_raw_json_has_the_seeds_schema_and_converts(tiny, tmp_path, conventi
     with pytest.raises(InputError, match=r"raw.json: holds .* but the workflow was planned for .*'n_positions': 6"):
         convert_raw_json(out, tmp_path / "t.pt", tmp_path / "v.pt", tmp_path / "i.json",
                          expect={"layers": [0, 1], "n_positions": 6, "hidden_dim": 16})
+
+
+def test_a_problem_must_fit_the_models_context(tmp_path):
+    """Question, bot, the fed latents, eot and the answer tokens fed back must fit GPT-2's 16 positions:
+    a problem at the limit runs; one token more, which torch would fail on mid-run, is refused up front."""
+    checkpoint, base = write_random_codi(tmp_path, ["w"], n_embd=16, n_head=2, context=16)
+    model = load_codi(checkpoint, base, lora_alpha=8, device=CPU)
+    for convention, fed in [("seed", 3), ("codi", 4)]:
+        fits, over = "w " * (16 - 1 - fed - 4), "w " * (16 - fed - 4)  # with bot, 4 latent steps, 4 new tokens
+        assert len(model.think([fits], 4, convention, 4).answers[0]) == 4  # no early end: every position is used
+        with pytest.raises(IndexError):
+            model.think([over], 4, convention, 4)
+        problems = tmp_path / f"{convention}.jsonl"
+        settings = dict(checkpoint=str(checkpoint), base_model=str(base), problems=str(problems), latent_steps=4,
+                        convention=convention, lora_alpha=8, max_new_tokens=4)
+        problems.write_text(json.dumps({"question": fits, "answer": "#### 1"}))
+        assert write_extraction(tmp_path / f"{convention}.json", **settings)["n_samples"] == 1
+        problems.write_text("".join(json.dumps({"question": q, "answer": "#### 1", "id": i}) + "\n"
+                                    for i, q in [(3, fits), (7, over), (8, over)]))
+        with pytest.raises(InputError, match=rf"{problems}: problem 7 does not fit the context of {base} \(16 "
+                           rf"positions\): its {12 - fed} question tokens, bot, {fed} latents fed back and the "
+                           r"answer .* need 17\. Lower extract\.max_new_tokens \(now 4\) or extract\.latent_steps "
+                           r"\(now 4\) by 1 in all"):
+            write_extraction(tmp_path / "never.json", **settings)
+        assert not (tmp_path / "never.json").exists()
 
 
 def test_without_the_extra_the_job_says_what_to_install(tiny, monkeypatch):

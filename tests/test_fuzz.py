@@ -11,27 +11,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codi_sae.errors import InputError
-from codi_sae.rawjson import RawSamples
+from codi_sae.rawjson import PROBLEM_FIELDS, RawSamples
 
 VALID = json.dumps(raw_dict(n=4, layers=(0, 1), T=2, H=3), indent=1).encode()
 FUZZ = settings(max_examples=300, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-def read_both(data: bytes) -> None:
-    """Our reader's samples, checked against json.load's, or our InputError."""
+def read_both(data: bytes, valid: bool = False) -> None:
+    """Our reader's samples, checked against json.load's, or our InputError (not for a ``valid`` file)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "raw.json"
         path.write_bytes(data)
         try:
             raw = RawSamples(path)
             samples = list(raw.read(workers=1))
-        except InputError:
+        except InputError as e:
+            assert not valid, f"a valid file was refused: {e}"
             return
         reference = json.loads(data.decode("utf-8-sig"))
         expected = reference["samples"]
         assert [s.id for s in samples] == [e["id"] for e in expected]
-        assert [s.is_correct for s in samples] == [e["is_correct"] for e in expected]
+        assert [s.is_correct for s in samples] == [e.get("is_correct") for e in expected]  # missing: not graded
+        assert all(isinstance(s.is_correct, bool | None) for s in samples)  # 1 and 0 read as true and false
         for sample, exp in zip(samples, expected):
             layers = [exp["thoughts"][f"layer_{layer}"] for layer in raw.header.layers]
             np.testing.assert_array_equal(sample.activations, np.asarray(layers, dtype=np.float32))
@@ -70,11 +72,17 @@ def nodes(value, path=()):
         yield from nodes(child, (*path, key))
 
 
+# A sample's problem fields other than thought_tokens may hold anything, or be missing.
+FREE_FIELDS = set(PROBLEM_FIELDS) - {"thought_tokens"}
+
+
 @FUZZ
 @given(st.data())
 def test_structural_mutations(data):
+    """A file whose mutations all set or delete free problem fields must be read."""
     obj = json.loads(VALID)
     paths = [p for p, _ in nodes(obj) if p]
+    valid = True
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(paths))
         parent = obj
@@ -87,4 +95,5 @@ def test_structural_mutations(data):
                 del parent[path[-1]]
         except (KeyError, IndexError, TypeError):  # an earlier mutation removed or replaced the way there
             continue
-    read_both(json.dumps(obj, indent=data.draw(st.sampled_from([None, 1]))).encode())
+        valid &= path[0] == "samples" and len(path) == 3 and path[2] in FREE_FIELDS
+    read_both(json.dumps(obj, indent=data.draw(st.sampled_from([None, 1]))).encode(), valid)

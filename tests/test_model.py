@@ -7,10 +7,12 @@ import torch.nn.functional as F
 
 from codi_sae.backprop import BankStep
 from codi_sae.convert import convert_raw_json
+from codi_sae.devices import pick_device
 from codi_sae.errors import InputError
 from codi_sae.optim import Adam
 from codi_sae.parallel import run_in_threads
 from codi_sae.sae import SAEBank, TopKAutoencoder, init_state, sparsify, topk_mask
+from codi_sae.saeconfig import make_recipe
 from codi_sae.train import TrainSettings, fit_bank, train_saes
 
 
@@ -160,16 +162,27 @@ def test_bank_step_gradients_are_autograds(rows):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_bank_step_on_cuda_matches_the_cpu():
+@pytest.mark.parametrize("recipe", ["seed", "topk"])
+def test_bank_step_on_cuda_matches_the_cpu(recipe):
     torch.manual_seed(0)
-    x, rows = torch.randn(3, 40, 10), torch.randperm(40)[:16]
-    banks = {device: SAEBank(3, 10, 16, 4, seed=2).to(device) for device in ("cpu", "cuda")}
+    x, rows = 2 + torch.randn(3, 40, 10), torch.randperm(40)[:16]
+    sites = [(p, 0) for p in range(3)]
+    banks = {device: SAEBank(3, 10, 16, 4, seed=2, recipe=make_recipe(recipe), sites=sites).to(device)
+             for device in ("cpu", "cuda")}
+    inputs = {device: bank.fit_inputs(x.to(device)) for device, bank in banks.items()}  # the recipe's scale and bias
     steps = {device: BankStep(bank, lr=1e-2) for device, bank in banks.items()}
     for _ in range(3):
-        losses = {device: step(x.to(device), rows.to(device)) for device, step in steps.items()}
+        losses = {device: step(inputs[device], rows.to(device)) for device, step in steps.items()}
     assert torch.allclose(losses["cuda"].cpu(), losses["cpu"], rtol=1e-4)
     for name, value in banks["cpu"].member_state(1).items():
         assert torch.allclose(banks["cuda"].member_state(1)[name], value, atol=1e-4), name
+
+
+def test_cuda_is_refused_where_no_gpu_is_seen(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match="probe.device is 'cuda' but this job sees no CUDA device"):
+        pick_device("cuda", "probe.device")
+    assert pick_device("auto") == torch.device("cpu")
 
 
 def test_worker_threads_do_not_change_results(tmp_path, raw_file):

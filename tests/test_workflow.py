@@ -458,6 +458,7 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
         ("sweep: {position: 1, layer: 2, configs: [{d: 8, k: 2, recipe: gated}]}", "'gated' is not one of"),
         ("selection: {metric: fvu}", "'fvu' is not one of"),
         ("resources: {mem_mb: {train: 100}}", "'train' is not one of"),
+        ("train: {lr: 1e-3}", "'1e-3' is not of type 'number'(.|\n)*YAML reads 1e-3 as text, not as a number"),
     ],
 )
 def test_config_errors_stop_before_any_job(tmp_path, config, message):

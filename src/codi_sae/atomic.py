@@ -60,6 +60,18 @@ def read_json(path: str | os.PathLike):
         return json.load(f)
 
 
+def load_json(path: str | os.PathLike, *keys: str) -> dict:
+    """Read a JSON object that must have ``keys``; bad input raises InputError naming the file."""
+    try:
+        obj = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: cannot read JSON: {e}") from e
+    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON, atomically; NaN or infinity raises (no invalid JSON)."""
     text = json.dumps(obj, indent=2, allow_nan=False)

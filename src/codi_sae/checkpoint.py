@@ -43,3 +43,17 @@ def load_sae(path: str | os.PathLike) -> tuple[TopKAutoencoder, dict]:
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise InputError(f"{path}: not an SAE checkpoint of this workflow ({type(e).__name__}: {first_line(e)})") from None
     return model.eval(), ckpt
+
+
+def load_site_sae(path: str | os.PathLike, site: tuple[int, int],
+                  input_dim: int | None = None) -> tuple[TopKAutoencoder, dict]:
+    """``load_sae`` of the checkpoint of ``site`` (position, layer); an InputError where it holds
+    another site or, with ``input_dim``, takes inputs of another size."""
+    model, ckpt = load_sae(path)
+    cfg = ckpt["config"]
+    if (cfg.get("position"), cfg.get("layer")) != tuple(site):
+        raise InputError(f"{path}: holds position {cfg.get('position')}, layer {cfg.get('layer')}, "
+                         f"not position {site[0]}, layer {site[1]}")
+    if input_dim is not None and model.input_dim != input_dim:
+        raise InputError(f"{path}: takes inputs of {model.input_dim} dims, but the activations have {input_dim}")
+    return model, ckpt

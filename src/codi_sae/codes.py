@@ -16,16 +16,27 @@ import os
 import torch
 
 from .atomic import load_torch, save_torch
-from .checkpoint import load_sae
+from .checkpoint import load_site_sae
 from .data import load_splits, site_rows
+from .errors import InputError
 from .sae import TopKAutoencoder
 
 log = logging.getLogger(__name__)
+KEYS = ("indices", "values", "problem_ids", "split", "latent_dim", "config")  # of a codes file
 
 
 @torch.no_grad()
-def encode(model: TopKAutoencoder, x: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """The active latents of every row of ``x`` [N, H]: ``(indices int32 [N, K], values [N, K])``."""
+def encode(model: TopKAutoencoder, x, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """The active latents of every row of ``x`` [N, H] (a tensor or an array of floats; finite, taken
+    as float32): ``(indices int32 [N, K], values float32 [N, K])``."""
+    x = torch.as_tensor(x)
+    if x.ndim != 2 or x.shape[1] != model.input_dim or not x.is_floating_point():
+        raise InputError(f"encode: activations must be floats of shape [N, {model.input_dim}], "
+                         f"not {x.dtype} {list(x.shape)}")
+    x = x.to(model.encoder.weight.dtype)
+    finite = torch.isfinite(x).all(1)
+    if not finite.all():
+        raise InputError(f"encode: row {int((~finite).nonzero()[0])} of the activations is not finite")
     indices, values = [], []
     for start in range(0, len(x), chunk):
         z = model.encode(x[start : start + chunk])
@@ -37,7 +48,12 @@ def encode(model: TopKAutoencoder, x: torch.Tensor, chunk: int = 4096) -> tuple[
 
 
 def load_codes(path: str | os.PathLike) -> dict:
-    return load_torch(path, "codes file")
+    """A codes file (the module's layout); an InputError for a file that is not one."""
+    codes = load_torch(path, "codes file")
+    missing = [key for key in KEYS if not isinstance(codes, dict) or key not in codes]
+    if missing:
+        raise InputError(f"{path}: not a codes file of this workflow: no {', '.join(missing)}")
+    return codes
 
 
 def codes_dense(codes: dict) -> torch.Tensor:
@@ -65,7 +81,7 @@ def write_site_codes(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sit
     train, val = load_splits(train_pt, val_pt)
     splits = {"train": (train, train_pt), "val": (val, val_pt)}
     for site, ckpt_path, out in zip(sites, checkpoints, outputs):
-        model, ckpt = load_sae(ckpt_path)
+        model, ckpt = load_site_sae(ckpt_path, site, train["activations"].shape[1])
         parts = [(name, split["problems"]["ids"], site_rows(split, path, [site])[0])
                  for name, (split, path) in splits.items()]
         indices, values = encode(model, torch.cat([x for _, _, x in parts]))

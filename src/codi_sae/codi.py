@@ -62,23 +62,36 @@ class CodiModel(nn.Module):
     def device(self) -> torch.device:
         return self.prj[1].weight.device
 
+    @property
+    def context(self) -> int | None:
+        """The most positions the LM takes (GPT-2's ``n_positions``, else ``max_position_embeddings``);
+        None when its config sets no limit."""
+        return getattr(self.codi.config, "max_position_embeddings", None)
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.codi.get_input_embeddings()(ids)
+
+    def prompt(self, question: str) -> list[int]:
+        """The ids ``think`` starts a question with: its tokens, then bot."""
+        return self.tokenizer(question)["input_ids"] + [self.bot_id]
+
+    def positions(self, question: str, latent_steps: int, convention: str, max_new_tokens: int) -> int:
+        """The most positions ``think`` uses for ``question``: its prompt, the latents fed, eot and the
+        answer tokens fed back (all but the last of ``max_new_tokens``)."""
+        return len(self.prompt(question)) + _fed_steps(latent_steps, convention) + max_new_tokens
 
     @torch.no_grad()
     def think(self, questions: list[str], latent_steps: int, convention: str, max_new_tokens: int) -> Thoughts:
         """Run CODI on a batch of questions, recording by ``convention`` (codi_sae.extract's docstring)."""
-        if convention not in CONVENTIONS:
-            raise InputError(f"convention {convention!r} is none of {CONVENTIONS}")
-        seed = convention == "seed"
-        ids = [self.tokenizer(q)["input_ids"] + [self.bot_id] for q in questions]
+        steps, seed = _fed_steps(latent_steps, convention), convention == "seed"
+        ids = [self.prompt(q) for q in questions]
         width = max(map(len, ids))
         input_ids = torch.tensor([[self.pad_id] * (width - len(i)) + i for i in ids], device=self.device)
         mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids], device=self.device)
         out = self.codi(input_ids=input_ids, attention_mask=mask, position_ids=_positions(mask),
                         use_cache=True, output_hidden_states=True, logits_to_keep=1)  # no logits are read here
         states, fed = [_last(out)], []
-        for _ in range(latent_steps - seed):  # seed: bot is the first recorded position
+        for _ in range(steps):  # seed: bot is the first recorded position
             fed.append(self.prj(states[-1][-1]))
             out, mask = self._step(fed[-1], mask, self._cache(out), hidden=True)
             states.append(_last(out))
@@ -123,6 +136,13 @@ class CodiModel(nn.Module):
             if bool(done.all()):
                 break
         return answers
+
+
+def _fed_steps(latent_steps: int, convention: str) -> int:
+    """How many latents ``think`` feeds back: ``latent_steps``, one fewer under the seed convention."""
+    if convention not in CONVENTIONS:
+        raise InputError(f"convention {convention!r} is none of {CONVENTIONS}")
+    return latent_steps - (convention == "seed")
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -235,13 +255,13 @@ RANDOM_ARCHITECTURES = {  # config class, model class, the projections CODI puts
 
 
 def write_random_codi(folder: str | os.PathLike, words: list[str], *, architecture: str = "gpt2", n_layer: int = 2,
-                      n_embd: int = 32, n_head: int = 2, vocab_size: int | None = None, lora_r: int = 4,
-                      lora_alpha: float = 8, seed: int = 0) -> tuple[Path, Path]:
+                      n_embd: int = 32, n_head: int = 2, vocab_size: int | None = None, context: int = 1024,
+                      lora_r: int = 4, lora_alpha: float = 8, seed: int = 0) -> tuple[Path, Path]:
     """A CODI of RANDOM weights, for tests and benchmarks (its thoughts mean nothing): a base model
     (``architecture``: gpt2 or llama, tied embeddings) with a word-level tokenizer of ``words``
-    (padded with filler words to ``vocab_size``) in ``folder/base``, and a CODI checkpoint over
-    it (non-zero LoRA on the projections CODI adapts; a projection with LayerNorm) in
-    ``folder/checkpoint``. Returns (checkpoint, base)."""
+    (padded with filler words to ``vocab_size``), taking ``context`` positions, in ``folder/base``,
+    and a CODI checkpoint over it (non-zero LoRA on the projections CODI adapts; a projection with
+    LayerNorm) in ``folder/checkpoint``. Returns (checkpoint, base)."""
     import transformers
     from peft import get_peft_model
     from safetensors.torch import save_file
@@ -255,9 +275,9 @@ def write_random_codi(folder: str | os.PathLike, words: list[str], *, architectu
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=eos, unk_token="[UNK]")
     config_class, model_class, targets = RANDOM_ARCHITECTURES[architecture]
-    sizes = ({"n_positions": 1024, "n_embd": n_embd, "n_layer": n_layer, "n_head": n_head} if architecture == "gpt2"
+    sizes = ({"n_positions": context, "n_embd": n_embd, "n_layer": n_layer, "n_head": n_head} if architecture == "gpt2"
              else {"hidden_size": n_embd, "intermediate_size": 4 * n_embd, "num_hidden_layers": n_layer,
-                   "num_attention_heads": n_head, "tie_word_embeddings": True})
+                   "num_attention_heads": n_head, "max_position_embeddings": context, "tie_word_embeddings": True})
     config = getattr(transformers, config_class)(vocab_size=len(vocab), bos_token_id=1, eos_token_id=1,
                                                  **sizes, **{RANDOM_MODEL_KEY: True})
     torch.manual_seed(seed)

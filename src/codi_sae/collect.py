@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import statistics
 
-from .atomic import read_json, write_json
+from .atomic import load_json, read_json, write_json
 from .compare import beside
 from .errors import InputError
 
@@ -28,10 +28,10 @@ def collect_site_metrics(json_files: list[str | os.PathLike], dataset_json: str 
     results: dict[str, dict[str, dict]] = {}
     compared: dict[str, dict[str, dict]] = {}
     config: dict = {}
-    baselines = read_json(baselines_json)
+    baselines = load_json(baselines_json, "sites")
     warnings = []
     for i, path in enumerate(json_files):
-        site = read_json(path)
+        site = load_json(path, "config", "metrics")
         cfg = {k: v for k, v in site["config"].items() if k not in ("position", "layer")}
         if i == 0:
             config, first = cfg, path
@@ -41,7 +41,7 @@ def collect_site_metrics(json_files: list[str | os.PathLike], dataset_json: str 
         config.update({key: None for key, value in config.items() if cfg.get(key) != value})
         position, layer = site["config"]["position"], site["config"]["layer"]
         results.setdefault(str(layer), {})[str(position)] = site["metrics"]
-        base = beside(site["metrics"], baselines, position, layer, cfg["k"], cfg.get("recipe"))
+        base = beside(site["metrics"], baselines, position, layer, cfg["k"], cfg.get("recipe"), str(baselines_json))
         compared.setdefault(str(layer), {})[str(position)] = base
         if base["warning"]:
             warnings.append(f"position {position}, layer {layer}: {base['warning']}")

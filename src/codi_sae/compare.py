@@ -9,18 +9,25 @@ from __future__ import annotations
 import os
 
 from .atomic import read_json
+from .errors import InputError
 
 BASELINE_METRICS = ("explained_variance", "explained_variance_std", "fvu", "reconstruction_loss")
 LEARNED_LITTLE_FVU = 0.99  # an FVU above this explains under 1% of the variance around the mean
 
 
-def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int, recipe: str | None = None) -> dict:
+def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int, recipe: str | None = None,
+           source: str = "the baselines") -> dict:
     """The baselines of the SAE (``metrics``, with ``k``, trained by ``recipe``) at a site of
-    ``baselines`` (the baselines job's JSON), flat: ``mean_only_<metric>``, ``pca_k``,
-    ``pca_n_components``, ``pca_<metric>``, ``fvu_minus_pca_fvu``, and ``warning`` (null when all
-    is well)."""
-    site = baselines["sites"][str(layer)][str(position)]
-    pca = site["pca"][str(k)]
+    ``baselines`` (the baselines job's JSON, read from ``source``), flat: ``mean_only_<metric>``,
+    ``pca_k``, ``pca_n_components``, ``pca_<metric>``, ``fvu_minus_pca_fvu``, and ``warning`` (null
+    when all is well). Baselines without this site or K raise an InputError."""
+    try:
+        site = baselines["sites"][str(layer)][str(position)]
+        pca = site["pca"][str(k)]
+    except (KeyError, TypeError):
+        raise InputError(f"{source}: no PCA-{k} baseline at position {position}, layer {layer} (it has K in "
+                         f"{baselines.get('ks')}): made for another sweep or sweet spot? Rerun its rule "
+                         "(snakemake -R baselines)") from None
     out = {f"mean_only_{m}": site["mean_only"][m] for m in BASELINE_METRICS}
     out.update({"pca_k": k, "pca_n_components": pca["n_components"]})
     out.update({f"pca_{m}": pca[m] for m in BASELINE_METRICS})

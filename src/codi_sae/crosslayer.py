@@ -44,7 +44,7 @@ import time
 import torch
 
 from .atomic import write_json
-from .checkpoint import load_sae
+from .checkpoint import load_site_sae
 from .errors import InputError
 from .sae import init_state
 
@@ -133,11 +133,8 @@ def cross_layer(checkpoints: dict[tuple[int, int], str | os.PathLike], layers: l
         if site not in checkpoints:
             raise InputError(f"no checkpoint for position {site[0]}, layer {site[1]}")
         path = checkpoints[site]
-        _, ckpt = load_sae(path)
+        _, ckpt = load_site_sae(path, site)
         cfg = ckpt["config"]
-        if (cfg["position"], cfg["layer"]) != site:
-            raise InputError(f"{path}: holds position {cfg['position']}, layer {cfg['layer']}, "
-                             f"not position {site[0]}, layer {site[1]}")
         here = ((cfg["input_dim"], cfg["latent_dim"]), cfg.get("activation", "signed_topk"))
         if first is None:
             (shape, activation), first = here, path

@@ -16,19 +16,24 @@ _worker_splits: list = []  # [(train split, its path), (validation split, its pa
 
 def load_split(path: str | os.PathLike) -> dict:
     """A split file, memory-mapped (only the rows used are read), checked for its keys and that
-    its activations, row labels and recorded hidden size agree."""
+    its activations, row labels, problems and recorded shape agree."""
     payload = load_torch(path, "split file", mmap=True)
     if not isinstance(payload, dict):
         raise InputError(f"{path}: split file holds a {type(payload).__name__}, not a dict")
-    for key in ("activations", "metadata", "config"):
+    for key in ("activations", "metadata", "config", "problems"):
         if key not in payload:
             raise InputError(f"{path}: split file has no '{key}' key")
-    acts, meta, config = payload["activations"], payload["metadata"], payload["config"]
-    if not (isinstance(acts, torch.Tensor) and acts.dim() == 2 and acts.is_floating_point()):
-        raise InputError(f"{path}: split file's activations are not a 2-D float tensor")
-    if not (isinstance(meta, dict) and isinstance(config, dict)):
-        raise InputError(f"{path}: split file's metadata and config are not dicts")
-    for key in ("layers", "positions"):
+    acts, meta, config, problems = (payload[k] for k in ("activations", "metadata", "config", "problems"))
+    if not (isinstance(acts, torch.Tensor) and acts.dim() == 2 and acts.dtype == torch.float32):
+        raise InputError(f"{path}: split file's activations are not a 2-D float32 tensor")
+    if not all(isinstance(x, dict) for x in (meta, config, problems)):
+        raise InputError(f"{path}: split file's metadata, config and problems are not dicts")
+    n = len(problems.get("ids", ()))
+    if len(problems.get("is_correct", ())) != n or n * len(config.get("layers", ())) * config.get(
+            "n_positions", 0) != acts.shape[0]:
+        raise InputError(f"{path}: split file's problems (ids, is_correct) and its {acts.shape[0]} rows do not "
+                         "match its layers and positions")
+    for key in ("problem_ids", "layers", "positions"):
         if len(meta.get(key, ())) != acts.shape[0]:
             raise InputError(f"{path}: split file labels {len(meta.get(key, ()))} rows with {key}, "
                              f"but holds {acts.shape[0]}")

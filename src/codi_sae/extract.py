@@ -95,6 +95,7 @@ def write_extraction(out: str | os.PathLike, *, checkpoint: str, base_model: str
     if (model.n_layers, model.codi.config.hidden_size) != (dims.n_layers, dims.hidden_dim):
         raise InputError(f"{base_model}: config.json says {dims.n_layers} layers of {dims.hidden_dim}, "
                          f"the model has {model.n_layers} of {model.codi.config.hidden_size}")
+    _check_context(model, items, problems, base_model, latent_steps, convention, max_new_tokens)
     log.info("extracting %d problems with %s (%s convention, %d latent steps) on %s",
              len(items), checkpoint, convention, latent_steps, model.device)
     n_correct = 0
@@ -130,6 +131,25 @@ def write_extraction(out: str | os.PathLike, *, checkpoint: str, base_model: str
             part.unlink(missing_ok=True)
     log.info("wrote %s: accuracy %.3f", out, metadata["accuracy"])
     return metadata
+
+
+def _check_context(model, items, problems, base_model, latent_steps: int, convention: str,
+                   max_new_tokens: int) -> None:
+    """Refuse, before any inference, a problem whose run would not fit the model's context (when its
+    config has a limit): torch would otherwise fail when the batch reached it."""
+    limit = model.context
+    if limit is None:
+        return
+    for problem in items:
+        needed = model.positions(problem.question, latent_steps, convention, max_new_tokens)
+        if needed > limit:
+            prompt = len(model.prompt(problem.question))
+            raise InputError(
+                f"{problems}: problem {problem.id!r} does not fit the context of {base_model} ({limit} positions): "
+                f"its {prompt - 1} question tokens, bot, {needed - prompt - max_new_tokens} latents fed back and the "
+                f"answer (eot, then up to extract.max_new_tokens - 1 tokens fed back) need {needed}. Lower "
+                f"extract.max_new_tokens (now {max_new_tokens}) or extract.latent_steps (now {latent_steps}) "
+                f"by {needed - limit} in all")
 
 
 def _sample(problem, thoughts, b: int, tokenizer, checkpoint) -> dict:

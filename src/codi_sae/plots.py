@@ -5,7 +5,6 @@ Every figure is written as a PNG plus a vector SVG beside it, each atomically.
 
 from __future__ import annotations
 
-import json
 import os
 import textwrap
 from pathlib import Path
@@ -19,7 +18,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
-from .atomic import atomic_path, read_json  # noqa: E402
+from .atomic import atomic_path, load_json  # noqa: E402
 from .compare import unprobed  # noqa: E402
 from .errors import InputError  # noqa: E402
 from .heatmaps import PROBE_METRICS, SITE_METRICS, Metric  # noqa: E402
@@ -29,18 +28,6 @@ from .selection import where  # noqa: E402
 DPI = 150
 SYNTHETIC_BANNER = "SYNTHETIC DEMO DATA - not real model activations"
 SWEET_COLOR, OTHER_COLOR = "#e6550d", "#9ecae1"
-
-
-def _load(path: str | os.PathLike, *keys: str) -> dict:
-    """Read a JSON object that must have ``keys``; bad input raises InputError naming the file."""
-    try:
-        obj = read_json(path)
-    except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: cannot read JSON: {e}") from e
-    missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
-    if missing:
-        raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
-    return obj
 
 
 def _title(fig, text: str, synthetic: bool) -> None:
@@ -153,7 +140,7 @@ def _site_heatmap(job: tuple) -> list[Path]:
 def plot_site_heatmaps(metrics_all_json: str | os.PathLike, out_dir: str | os.PathLike, workers: int = 1) -> list[Path]:
     """Layer x position heatmaps of ``heatmaps.SITE_METRICS``, with PCA-K's value under the SAE's
     where there is one to compare, drawn by ``workers`` processes; returns the PNG+SVG paths."""
-    doc = _load(metrics_all_json, "config", "results")
+    doc = load_json(metrics_all_json, "config", "results")
     layers, positions = _site_grid(doc)
     if not layers or not positions:
         raise InputError(f"{metrics_all_json}: no site results to plot")
@@ -168,7 +155,7 @@ def plot_probe_heatmaps(probe_json: str | os.PathLike, dataset_json: str | os.Pa
                         out_dir: str | os.PathLike) -> list[Path]:
     """Layer x position heatmaps of the error-prediction AUROC (``heatmaps.PROBE_METRICS``), its
     spread over folds under each cell."""
-    probe, dataset = _load(probe_json, "sites", "settings"), _load(dataset_json)
+    probe, dataset = load_json(probe_json, "sites", "settings"), load_json(dataset_json)
     sites = probe["sites"]
     layers = sorted({int(layer) for layer in sites} | set(dataset.get("layers", [])))
     positions = sorted({int(p) for by_pos in sites.values() for p in by_pos} | set(range(dataset.get("n_positions", 0))))
@@ -198,7 +185,7 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
                      out_svg: str | os.PathLike) -> None:
     """How much of each dictionary reappears at the next layer (left) and the next position (right),
     each cell beside the overlap of the two sites' initial dictionaries."""
-    doc, dataset = _load(cross_json, "across_layers", "across_positions", "chance"), _load(dataset_json)
+    doc, dataset = load_json(cross_json, "across_layers", "across_positions", "chance"), load_json(dataset_json)
 
     def grid(outer: dict, outer_first: bool) -> tuple[np.ndarray, np.ndarray, list, list]:
         keys = sorted(outer, key=int)
@@ -252,7 +239,7 @@ def plot_planted(cross_json: str | os.PathLike, dataset_json: str | os.PathLike,
     """SYNTHETIC demo only: ``planted.png`` and ``.svg`` in ``out_dir``, per site the share of its
     layer's planted features that the SAE found, the mean best cosine under each cell
     (``crosslayer``'s ``planted``)."""
-    doc, dataset = _load(cross_json, "planted"), _load(dataset_json)
+    doc, dataset = load_json(cross_json, "planted"), load_json(dataset_json)
     planted = doc["planted"]
     if not planted:
         raise InputError(f"{cross_json}: no planted dictionary compared (only the synthetic demo has one)")
@@ -275,7 +262,7 @@ def plot_planted(cross_json: str | os.PathLike, dataset_json: str | os.PathLike,
 def plot_positions(positions_json: str | os.PathLike, dataset_json: str | os.PathLike, out_png: str | os.PathLike,
                    out_svg: str | os.PathLike) -> None:
     """Per metric, its mean over odd and over even positions at each layer, with the test's verdict."""
-    doc, dataset = _load(positions_json, "metrics"), _load(dataset_json)
+    doc, dataset = load_json(positions_json, "metrics"), load_json(dataset_json)
     metrics = doc["metrics"]
     if not metrics:
         raise InputError(f"{positions_json}: no metrics to plot")
@@ -311,10 +298,10 @@ def plot_sweep(summary_json: str | os.PathLike, dataset_json: str | os.PathLike,
                out_svg: str | os.PathLike) -> None:
     """Both explained variances' views and the death rate of every sweep config (at its site, or
     its means over the sweep's sites), beside PCA-K and the mean-only model, best rank on top."""
-    summary = _load(summary_json, "sites", "selection_rule", "sweet_spot", "configs")
+    summary = load_json(summary_json, "sites", "selection_rule", "sweet_spot", "configs")
     if not summary["configs"]:
         raise InputError(f"{summary_json}: no configs to plot")
-    _save(sweep_figure(summary, _load(dataset_json)), out_png, out_svg)
+    _save(sweep_figure(summary, load_json(dataset_json)), out_png, out_svg)
 
 
 def _floats(configs: list[dict], key: str) -> np.ndarray:

@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 MODELS = ("codes", "raw", "pca", "majority")
 SCORING = {"accuracy": "accuracy", "balanced_accuracy": "balanced_accuracy", "auroc": "roc_auc"}
 METRICS = tuple(SCORING)
-CODES_KEYS = ("indices", "values", "problem_ids", "latent_dim", "config")
 
 
 @dataclass(frozen=True)
@@ -135,9 +134,6 @@ def _probe_job(job: tuple) -> dict:
     labels = [c for split, _ in splits for c in split["problems"]["is_correct"]]
     in_train = np.arange(len(ids)) < len(splits[0][0]["problems"]["ids"])  # the rows the SAEs trained on
     codes = load_codes(path)
-    missing = [key for key in CODES_KEYS if key not in codes]
-    if missing:
-        raise InputError(f"{path}: codes file has no {', '.join(missing)}")
     config = codes["config"]
     if (config.get("position"), config.get("layer")) != (position, layer):
         raise InputError(f"{path}: codes of position {config.get('position')}, layer {config.get('layer')}; "

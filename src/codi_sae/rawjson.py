@@ -10,6 +10,7 @@ there are several: memory is bounded by a few samples, whatever the file's size.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import re
@@ -28,7 +29,8 @@ _WS = b" \t\n\r"
 _SCALAR_END = re.compile(rb"[,\]}\s]")
 METADATA_KEYS = ("layers", "n_tokens", "hidden_dim")
 SAMPLE_KEYS = ("id", "thoughts")  # and is_correct, null (ungraded) where missing
-# What a CODI extractor writes about each problem besides its thoughts; null when missing.
+# What a CODI extractor writes about each problem besides its thoughts; null when missing (and
+# for a NaN or infinite number, e.g. a prediction with no number in its text).
 # thought_tokens (codi_sae.extract): per position, the top tokens its thought decodes to.
 PROBLEM_FIELDS = ("question", "ground_truth", "ground_truth_text", "prediction", "prediction_text", "thought_tokens")
 
@@ -386,10 +388,22 @@ def _check_sample(sample, index: int, header: Header, path: str) -> Sample:
     if tokens is not None and not (isinstance(tokens, list) and len(tokens) == T and all(
             isinstance(row, list) and all(isinstance(w, str) for w in row) for row in tokens)):
         raise InputError(f"{where}: 'thought_tokens' must be a list of {T} lists of strings (one per position)")
-    return Sample(sid, is_correct, out, {key: sample.get(key) for key in PROBLEM_FIELDS})
+    return Sample(sid, is_correct, out, {key: _finite_or_none(sample.get(key)) for key in PROBLEM_FIELDS})
 
 
 NUMBER_TYPES = {float, int}  # what orjson makes of a JSON number
+
+
+def _finite_or_none(value):
+    """``value`` with each NaN or infinite float in it as None: Python's json.dump writes them (e.g.
+    a prediction with no number in it), but JSON, and so the problems table, cannot hold them."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    return value
 
 
 def _raise_bad_value(where: str, name: str, rows: list) -> NoReturn:

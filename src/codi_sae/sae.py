@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .saeconfig import Recipe, check_k
+from .errors import InputError
+from .saeconfig import CHOICES, Recipe, check_k
 
 
 def topk_mask(mag: torch.Tensor, k: int, out: torch.Tensor | None = None, positive: bool = False) -> torch.Tensor:
@@ -84,6 +85,8 @@ class TopKAutoencoder(nn.Module):
     def __init__(self, input_dim: int, latent_dim: int, k: int, activation: str = "signed_topk"):
         super().__init__()
         check_k(latent_dim, k)
+        if activation not in CHOICES["activation"]:
+            raise InputError(f"activation {activation!r} is none of {', '.join(CHOICES['activation'])}")
         self.input_dim, self.latent_dim, self.k, self.activation = input_dim, latent_dim, k, activation
         self.encoder = nn.Linear(input_dim, latent_dim)
         self.decoder = nn.Linear(latent_dim, input_dim)

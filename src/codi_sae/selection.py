@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 
-from .atomic import read_json, write_json, write_text
+from .atomic import load_json, write_json, write_text
 from .compare import beside
 
 METRIC_COLUMNS = (  # (header, key, format): an SAE's metrics beside its baselines, in every table of SAEs
@@ -88,18 +88,18 @@ def analyze_sweep(metric_files: list[list[str | os.PathLike]], entries: list[dic
     sweep site, the same sites for every entry) beside their baselines; write the summary, the
     table and the chosen entry (``{"d", "k", "recipe"}``, and ``epochs`` if the entry set them)."""
     metric, min_ev = selection["metric"], selection["min_explained_variance"]
-    baselines = read_json(baselines_json)
+    baselines = load_json(baselines_json, "sites")
     rows, per_site = [], []
     for paths, entry in zip(metric_files, entries):
         site_rows = []
         for path in paths:
-            result = read_json(path)
+            result = load_json(path, "config", "metrics")
             cfg, metrics = result["config"], result["metrics"]
             site_rows.append({"entry": entry, "recipe": cfg["recipe"], "d": cfg["latent_dim"], "k": cfg["k"],
                               "sparsity": cfg["k"] / cfg["latent_dim"], "position": cfg["position"],
                               "layer": cfg["layer"], **metrics,
                               **beside(metrics, baselines, cfg["position"], cfg["layer"], cfg["k"],
-                                       cfg["recipe"])})
+                                       cfg["recipe"], str(baselines_json))})
         rows.append(mean_over_sites(site_rows))
         per_site.append(site_rows)
     ranked, qualified = rank_configs(rows, min_ev, metric)

@@ -25,6 +25,22 @@ DEMO_TRUTH = "results/demo/synthetic_ground_truth.pt"
 EXTRACT_JSON = "results/extract/thoughts.json"
 
 
+def yaml_text_numbers(config) -> list[str]:
+    """The strings in ``config`` that read as numbers: YAML (1.1) takes ``1e-3`` as text; it needs
+    ``1.0e-3`` or ``0.001``."""
+    if isinstance(config, dict):
+        return [s for value in config.values() for s in yaml_text_numbers(value)]
+    if isinstance(config, list):
+        return [s for value in config for s in yaml_text_numbers(value)]
+    if isinstance(config, str):
+        try:
+            float(config)
+        except ValueError:
+            return []
+        return [config]
+    return []
+
+
 @dataclass(frozen=True)
 class DataShape:
     raw_json: str
