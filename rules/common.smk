@@ -13,7 +13,7 @@ sys.path.insert(0, str(SRC))
 from codi_sae.atomic import read_json
 from codi_sae.compare import run_notes
 from codi_sae.errors import InputError
-from codi_sae.extract import checkpoint_weights
+from codi_sae.extract import checkpoint_weights, model_files
 from codi_sae.heatmaps import PROBE_METRICS, SITE_METRICS
 from codi_sae.selection import where
 from codi_sae.saeconfig import entry_name, entry_recipe, entry_train, sae_job
@@ -27,6 +27,7 @@ from codi_sae.workflow import (
     module_files,
     other_data_note,
     put_first_for_jobs,
+    sort_keys,
     sweep_sites,
     yaml_text_numbers,
 )
@@ -42,6 +43,7 @@ except WorkflowError as e:
             "as 0.001 or 1.0e-3"
         ) from None
     raise
+sort_keys(config)
 
 try:
     DATA = data_shape(config)

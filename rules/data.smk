@@ -32,7 +32,7 @@ if EXTRACT:
         input:
             # the weights file: replacing it reruns the extraction
             checkpoint=str(checkpoint_weights(EXTRACT["checkpoint"])),
-            base_model=EXTRACT["base_model"],
+            base_model=model_files(EXTRACT["base_model"]),
             problems=EXTRACT["problems"],
             code=pkg("extract"),
         output:

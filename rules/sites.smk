@@ -22,7 +22,6 @@ rule train_sites:
     params:
         sae=lambda wildcards: sae_job(sites_entry(wildcards), SAE),
         train=sites_train,
-        sites=site_shard,
     script:
         "../scripts/train_sites.py"
 

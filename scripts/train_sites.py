@@ -1,4 +1,6 @@
-"""Snakemake adapter: train the sweet spot at every (position, layer) site, batched."""
+"""Snakemake adapter: train the sweet spot at the (position, layer) sites of this job, batched."""
+
+import re
 
 from codi_sae.jobs import run_job
 from codi_sae.saeconfig import Recipe
@@ -6,12 +8,15 @@ from codi_sae.train import TrainSettings, train_saes
 
 sm = snakemake  # noqa: F821 (set by Snakemake)
 sae = sm.params.sae
+# the sites come from the outputs' names, not from params: how the sites are split into jobs
+# (sites.jobs) cannot change a result, so it must not rerun one
+sites = [tuple(map(int, re.search(r"pos(\d+)_layer(\d+)\.pt$", path).groups())) for path in sm.output.pt]
 run_job(
     sm,
     lambda: train_saes(
         sm.input.train,
         sm.input.val,
-        [tuple(site) for site in sm.params.sites],
+        sites,
         list(zip(sm.output.pt, sm.output.json)),
         latent_dim=sae["d"],
         k=sae["k"],

@@ -38,12 +38,17 @@ def test_pca_is_fit_on_the_training_rows_only():
     assert shifted["pca"]["4"]["fvu"] > 1 and shifted["mean_only"]["fvu"] > 1
 
 
-@pytest.mark.parametrize("n, H", [(30, 64), (64, 64), (200, 16)], ids=["wide", "square", "tall"])
-def test_pca_solver_chosen_for_the_shape_reconstructs_as_the_full_svd(n, H):
-    rows = np.random.default_rng(0).standard_normal((n, H)).astype(np.float32)
-    fast, reference = fit_pca(rows, 8), PCA(8, svd_solver="full").fit(rows)
+@pytest.mark.parametrize("n, H, offset", [(30, 64, 0), (64, 64, 0), (200, 16, 0), (800, 128, 3000)],
+                         ids=["wide", "square", "tall", "massive dimensions"])
+def test_pca_solver_chosen_for_the_shape_reconstructs_as_the_full_svd(n, H, offset):
+    """Also where a few dimensions' means are thousands of times the data's spread (float32's
+    covariance loses the spread there)."""
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((n, 12)) * np.linspace(3, 0.3, 12) @ rng.standard_normal((12, H)) / 8
+    rows = (rows + 0.05 * rng.standard_normal((n, H)) + offset * (np.arange(H) < 8)).astype(np.float32)
+    fast, reference = fit_pca(rows, 8), PCA(8, svd_solver="full").fit(rows.astype(np.float64))
     assert fast.svd_solver == ("full" if n < H else "covariance_eigh")
-    reconstruct = lambda pca: pca.inverse_transform(pca.transform(rows))  # noqa: E731
+    reconstruct = lambda pca: pca.inverse_transform(pca.transform(rows.astype(np.float64)))  # noqa: E731
     np.testing.assert_allclose(reconstruct(fast), reconstruct(reference), atol=1e-4)
 
 

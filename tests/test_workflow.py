@@ -258,6 +258,12 @@ def test_incremental_rebuilds(demo_run):
     # dry runs (-n) from here: the jobs a run would execute after each edit alone
     settings = config.read_text()
 
+    # the same settings with keys reordered and defaults written out: nothing
+    config.write_text(settings.replace("train: {epochs: 3, batch_size: 8}", "train: {batch_size: 8, epochs: 3}")
+                      .replace("demo: {n_problems: 30,", "demo: {seed: 0, n_problems: 30,")
+                      + "split: {seed: 42}\nprobe: {C: 1.0}\n")
+    assert ran(snakemake(wd, *args, "-n")) == Counter()
+
     # probe settings: the probe and what reads it only
     config.write_text(settings + "probe: {C: 0.5}\n")
     assert ran(snakemake(wd, *args, "-n")) == Counter({"probe": 1, "positions": 1, "probe_page": 1,
@@ -305,10 +311,12 @@ def test_jobs_split_by_config_and_layer_give_the_same_results(tmp_path):
     jobs = ran(snakemake(wd, *args, "-n"))
     assert jobs["train_sweep"] == 3 and not jobs["baselines"] and not jobs["convert"]
 
-    # back to one job each: the same SAEs, tensor for tensor
+    # back to one job each: the sweep's job lists its entries, so it reruns; the sites' split is no
+    # rerun trigger (the choice is the same), so they are made again on demand: the same SAEs, tensor for tensor
     config.write_text(TINY)
     jobs = ran(snakemake(wd, *args))
-    assert jobs["train_sweep"] == 1 and jobs["train_sites"] == 1
+    assert jobs["train_sweep"] == 1 and not jobs["train_sites"]
+    assert ran(snakemake(wd, *args, "--forcerun", "train_sites"))["train_sites"] == 1
     for f in files:
         one = torch.load(wd / f, weights_only=True)["model_state_dict"]
         assert all(torch.equal(one[key], value) for key, value in split[f].items()), f
@@ -679,7 +687,7 @@ def test_interrupted_and_concurrent_runs(tmp_path):
 def test_the_workflow_from_a_model(tmp_path):
     """extract: set: the rule writes the raw JSON from the model, and everything downstream runs on
     it; the shape comes from the model's config before the file exists; settings that change the
-    thoughts rerun the extraction, batch_size and device do not."""
+    thoughts (or a model file replaced) rerun the extraction, batch_size and device do not."""
     pytest.importorskip("transformers")
     from conftest import write_tiny_codi
 
@@ -704,5 +712,10 @@ def test_the_workflow_from_a_model(tmp_path):
 
     config.write_text(config.read_text().replace("max_new_tokens: 4", "max_new_tokens: 4, batch_size: 3, device: cpu"))
     assert "Nothing to be done" in snakemake(wd, *args, "-n").stdout
+    tokenizer = base / "tokenizer.json"  # replaced in place by another file (its folder's time is unchanged)
+    tokenizer.write_text(json.dumps(json.loads(tokenizer.read_text()), indent=1))
+    later = (wd / "results/extract/thoughts.json").stat().st_mtime + 10
+    os.utime(tokenizer, (later, later))
+    assert ran(snakemake(wd, *args, "-n"))["extract"] == 1
     config.write_text(config.read_text().replace("latent_steps: 3", "latent_steps: 3, convention: codi"))
     assert ran(snakemake(wd, *args, "-n"))["extract"] == 1

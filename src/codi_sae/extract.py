@@ -50,6 +50,13 @@ def checkpoint_weights(checkpoint: str | os.PathLike) -> Path:
     return next((folder / name for name in WEIGHT_FILES if (folder / name).is_file()), folder)
 
 
+def model_files(base_model: str | os.PathLike) -> list[str]:
+    """The files of a local model directory (config, tokenizer, weights), the extraction's inputs: a
+    file replaced in place changes no directory's time, so listing the directory would miss it."""
+    folder = Path(base_model).expanduser()
+    return sorted(str(p) for p in folder.iterdir() if p.is_file()) if folder.is_dir() else [str(folder)]
+
+
 def model_dims(base_model: str | os.PathLike) -> ModelDims:
     """The layers and hidden size of the base model, from its ``config.json``."""
     path = Path(base_model).expanduser() / "config.json"

@@ -41,6 +41,23 @@ def yaml_text_numbers(config) -> list[str]:
     return []
 
 
+def sort_keys(config) -> None:
+    """Put every dict in ``config`` (nested, in lists too) in key order, in place. Snakemake compares
+    params as text, so otherwise reordering a config's keys, or writing out a default (the schema
+    appends defaults after the keys given), would rerun jobs whose results cannot change."""
+    if isinstance(config, dict):
+        items = sorted(config.items(), key=lambda item: str(item[0]))
+        config.clear()
+        config.update(items)
+        children = config.values()
+    elif isinstance(config, list):
+        children = config
+    else:
+        return
+    for value in children:
+        sort_keys(value)
+
+
 @dataclass(frozen=True)
 class DataShape:
     raw_json: str
