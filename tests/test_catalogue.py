@@ -50,15 +50,16 @@ def random_codes(rng, n, d, k, alive, ids, ties=False, position=3, layer=8) -> d
 def expected_latent(x: np.ndarray, j: int, ids: list, problems: dict, top: int, excerpt: int) -> dict:
     """Latent j's catalogue entry recomputed from its dense column ``x`` [N]."""
     active = np.flatnonzero(x != 0)
-    y = np.array([problems[i]["is_correct"] for i in ids], dtype=float)
-    constant = np.all(x == x[0]) or np.all(y == y[0])
+    y = np.array([problems[i]["is_correct"] for i in ids], dtype=float)  # not graded: NaN, left out
+    xg, yg = x[~np.isnan(y)], y[~np.isnan(y)]
+    constant = len(yg) == 0 or np.all(xg == xg[0]) or np.all(yg == yg[0])
     order = sorted(active, key=lambda i: (-abs(x[i]), i))[:top]
     q = [problems[ids[i]]["question"] for i in order]
     return {
         "latent": j, "dead": len(active) == 0, "frequency": len(active) / len(x),
         "mean_activation": float(np.abs(x[active]).mean()) if len(active) else None,
         "max_activation": float(np.abs(x[active]).max()) if len(active) else None,
-        "correlation_is_correct": None if constant else float(np.corrcoef(x, y)[0, 1]),
+        "correlation_is_correct": None if constant else float(np.corrcoef(xg, yg)[0, 1]),
         "top_problems": [{"id": ids[i], "activation": float(x[i]), "is_correct": problems[ids[i]]["is_correct"],
                           "question": None if s is None else s[:excerpt], "thought_tokens": None}
                          for i, s in zip(order, q)],
@@ -128,16 +129,21 @@ def test_constant_correctness_leaves_every_correlation_undefined():
     assert all(lat["correlation_is_correct"] is None for lat in cat["latents"])
 
 
-def test_an_ungraded_problem_leaves_every_correlation_undefined():
+def test_correlations_leave_the_ungraded_problems_out():
     rng = np.random.default_rng(2)
-    codes = random_codes(rng, 20, 8, 3, alive=np.arange(8), ids=range(20))
-    graded = site_catalogue(codes, make_problems(range(20), [i % 3 == 0 for i in range(20)]))
-    assert any(lat["correlation_is_correct"] is not None for lat in graded["latents"])
-    ungraded = graded["latents"][0]["top_problems"][0]["id"]  # a problem some latent lists
-    cat = site_catalogue(codes, make_problems(range(20), [None if i == ungraded else i % 3 == 0 for i in range(20)]))
-    assert all(lat["correlation_is_correct"] is None for lat in cat["latents"])
-    assert {p["is_correct"] for lat in cat["latents"] for p in lat["top_problems"] if p["id"] == ungraded} == {None}
+    ids = list(range(40))
+    codes = random_codes(rng, 40, 8, 3, alive=np.arange(8), ids=ids)
+    dense = codes_dense(codes).double().numpy()
+    ungraded = sorted({int(np.argmax(np.abs(dense[:, 0])))} | {3, 17})  # one is latent 0's top problem
+    problems = make_problems(ids, [None if i in ungraded else i % 3 == 0 for i in ids])
+    cat = site_catalogue(codes, problems)
+    for j, got in enumerate(cat["latents"]):
+        assert_matches(got, expected_latent(dense[:, j], j, ids, problems, top=10, excerpt=100))
+    assert all(lat["correlation_is_correct"] is not None for lat in cat["latents"])
+    assert cat["latents"][0]["top_problems"][0]["is_correct"] is None
     assert None in page_data([cat])["problems"]["correct"]
+    everyone = site_catalogue(codes, make_problems(ids, [None] * 40))
+    assert all(lat["correlation_is_correct"] is None for lat in everyone["latents"])
 
 
 def test_bad_codes_are_rejected():

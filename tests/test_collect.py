@@ -94,11 +94,13 @@ def test_the_notes_at_the_end_of_a_run_count_the_warnings_and_the_saes_pca_beats
     sweep.write_text(json.dumps({"configs": configs, "warnings": []}))
     sites.write_text(json.dumps({"n_sites": 2, "baselines": baselines, "warnings": []}))
     assert run_notes(sweep, sites) == []
-    sites.write_text(json.dumps({"n_sites": 2, "baselines": baselines,
-                                 "warnings": ["position 0, layer 1: FVU 1.2", "position 1, layer 1: x"]}))
+    sites.write_text(json.dumps({"n_sites": 3, "baselines": baselines,
+                                 "warnings": ["position 0, layer 1: FVU 1.200 > 0.99, above the mean-only model's "
+                                              "1.007", "position 1, layer 1: the activations here do not vary",
+                                              "position 2, layer 1: FVU 1.500 > 0.99 (FVU 1.900)"]}))
     [note] = run_notes(sweep, sites)
-    assert note.startswith("WARNING: 2 of 2 sites have an SAE that learned little beyond the per-dimension mean.")
-    assert "The first: position 0, layer 1: FVU 1.2." in note and note.endswith(f"All: {sites}")
+    assert note.startswith("WARNING: 3 of 3 sites have an SAE that learned little beyond the per-dimension mean.")
+    assert "The worst: position 2, layer 1: FVU 1.500 > 0.99 (FVU 1.900)." in note and note.endswith(f"All: {sites}")
     configs[2]["fvu_minus_pca_fvu"] = 0.25
     sweep.write_text(json.dumps({"configs": configs, "warnings": ["d=8, K=2: FVU 3.0"]}))
     baselines["1"]["1"]["fvu_minus_pca_fvu"] = 0.05

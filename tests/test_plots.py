@@ -137,6 +137,21 @@ def test_site_heatmaps_missing_cell_and_flag(tmp_path, monkeypatch):
     assert "SYNTHETIC DEMO DATA" in svg_text(tmp_path / "syn" / "feature_death_rate.svg")
 
 
+def test_site_heatmaps_mark_the_sites_with_a_warning(tmp_path, monkeypatch):
+    doc = metrics_all(2, 2)
+    doc["baselines"]["1"]["0"]["warning"] = "FVU 1.300 > 0.99"
+    drawn = record(monkeypatch, "_heatmap")
+    plot_site_heatmaps(write(tmp_path / "m.json", doc), tmp_path)
+    for call in drawn:
+        labels, metric, title = call[1], call[4], call[5]
+        assert labels[1, 0].startswith("! ") and not any(s.startswith("!") for s in labels.flat[[0, 1, 3]]), metric.key
+        assert title.endswith("; !: the SAE learned little beyond the mean there (see the warnings)")
+    doc["baselines"]["1"]["0"]["warning"] = None
+    drawn.clear()
+    plot_site_heatmaps(write(tmp_path / "m.json", doc), tmp_path)
+    assert not any("!" in call[5] for call in drawn)
+
+
 def test_site_heatmaps_bad_input(tmp_path):
     with pytest.raises(InputError, match="results"):
         plot_site_heatmaps(write(tmp_path / "m.json", {"config": {}}), tmp_path)
@@ -200,6 +215,7 @@ def test_cross_layer_grids_hold_each_pair_in_its_cell(tmp_path, monkeypatch):
             assert left[a, p] == pytest.approx(0.1 * a + 0.01 * p)
             assert l_labels[a, p] == f"{0.1 * a + 0.01 * p:.2f}\nstart 0.50"
             assert right[p, a] == pytest.approx(0.2 + 0.1 * p + 0.01 * a)
+    assert drawn[0][5].limits == drawn[1][5].limits == pytest.approx((0.0, 0.41))  # one colour scale for both
 
 
 def test_probe_heatmaps_show_each_inputs_auroc(tmp_path, monkeypatch):

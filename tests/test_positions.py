@@ -94,6 +94,18 @@ def test_caveats_name_sites_that_learned_little_and_the_seeds_ev_disagreeing():
     assert "<strong>Caveat:</strong> At 6 of 72 sites" in positions_table_html(result)
 
 
+@pytest.mark.parametrize("n_layers", [5, 6])
+def test_too_few_layers_for_the_test_to_reach_5_percent_are_said(n_layers):
+    fvu = position_specialisation(metrics_all(odd_better, layers=range(n_layers)), None)["metrics"]["fvu"]
+    assert fvu["odd_better_layers"] == n_layers and fvu["p_value"] == pytest.approx(2 / 2 ** n_layers)
+    if n_layers == 5:  # the smallest p of 5 pairs is 0.0625
+        assert fvu["favours"] is None and fvu["verdict"] == (
+            "Odd positions are better (lower FVU) at 5 of 5 layers; Wilcoxon p = 0.0625: with 5 layers the test "
+            "cannot reach the 5% level: its smallest possible p is 0.0625: the data cannot test the seed's claim.")
+    else:
+        assert fvu["favours"] == "odd" and fvu["verdict"].endswith("the data support the seed's claim at the 5% level.")
+
+
 def test_even_clearly_better_contradicts_the_claim():
     result = position_specialisation(metrics_all(lambda layer, p, m: odd_better(layer, p + 1, m)), None)
     ev = result["metrics"]["explained_variance"]

@@ -11,8 +11,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from codi_sae.atomic import write_json
-from codi_sae.codes import load_codes, write_site_codes
+from codi_sae.codes import codes_dense, load_codes, write_site_codes
 from codi_sae.convert import convert_raw_json
+from codi_sae.data import load_split, site_rows
 from codi_sae.errors import InputError
 from codi_sae.probe import METRICS, MODELS, ProbeSettings, probe_site, write_probes
 from codi_sae.train import TrainSettings, train_saes
@@ -128,7 +129,7 @@ def test_the_probes_are_scikit_learns_pipelines(caplog):
     signal = raw[:, 0] / raw[:, 0].std() + 2 * codes[:, 3] + rng.normal(size=n)
     labels = signal > np.quantile(signal, 0.55)
     pca_rows = np.arange(n) < 100  # the PCA sees these rows only, not the 50 with a large extra direction
-    out = probe_site(codes, raw, labels, 5, ProbeSettings(C=0.5, seed=1), pca_rows)
+    out = probe_site(codes, raw, labels, 5, ProbeSettings(C=0.5, seed=1), raw[pca_rows])
     assert "converging" not in caplog.text and out["pca_components"] == 5
     cv = StratifiedKFold(5, shuffle=True, random_state=1)
     logistic = lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.5, solver="newton-cg"))  # noqa: E731
@@ -185,17 +186,31 @@ def test_write_probes_on_real_files(tmp_path, raw_file):
     assert write_probes(train_pt, val_pt, sites, codes, settings, tmp_path / "p2.json", workers=2) == doc
 
 
-def test_a_site_with_ungraded_problems_is_not_probed(tmp_path):
-    obj = raw_dict()
-    obj["samples"][2]["is_correct"] = None
+def test_ungraded_problems_are_left_out_of_the_probe(tmp_path):
+    """The probes use the graded problems only; the PCA is still fit on every training row."""
+    obj = raw_dict(n=14)
+    for i in (2, 7):
+        obj["samples"][i]["is_correct"] = None
     raw = write_raw(tmp_path / "raw.json", obj)
     train_pt, val_pt, codes = site_files(tmp_path, (raw, obj), [(0, 1)])
-    doc = write_probes(train_pt, val_pt, [(0, 1)], codes, ProbeSettings(), tmp_path / "probe.json")
-    site = doc["sites"]["1"]["0"]
-    assert (site["n"], site["positives"], site["folds"], site["top_latents"]) == (10, None, 0, [])
-    assert site["note"] == "1 of 10 problems are not graded (is_correct null or missing): the probe needs every " \
-                           "problem's label"
-    assert site["models"]["codes"]["auroc"] == {"mean": None, "std": None, "folds": []}
+    site = write_probes(train_pt, val_pt, [(0, 1)], codes, ProbeSettings(), tmp_path / "probe.json")["sites"]["1"]["0"]
+    train, val = (load_split(path) for path in (train_pt, val_pt))
+    labels = train["problems"]["is_correct"] + val["problems"]["is_correct"]
+    graded = np.array([label is not None for label in labels])
+    x = torch.cat([site_rows(split, path, [(0, 1)])[0] for split, path in ((train, train_pt), (val, val_pt))]).numpy()
+    n_train = len(train["problems"]["ids"])
+    expected = probe_site(codes_dense(load_codes(codes[0])).numpy()[graded], x[graded],
+                          np.array([label for label in labels if label is not None]), 3, ProbeSettings(), x[:n_train])
+    assert site == {**expected, "ungraded": 2} and (site["n"], site["positives"]) == (12, 5)
+    assert site["models"]["codes"]["auroc"]["mean"] is not None and "note" not in site
+
+    for sample in obj["samples"]:
+        sample["is_correct"] = None
+    raw = write_raw(tmp_path / "none.json", obj)
+    train_pt, val_pt, codes = site_files(tmp_path / "none", (raw, obj), [(0, 1)])
+    site = write_probes(train_pt, val_pt, [(0, 1)], codes, ProbeSettings(), tmp_path / "none.json")["sites"]["1"]["0"]
+    assert (site["n"], site["folds"], site["ungraded"]) == (0, 0, 14)
+    assert site["note"] == "none of the 14 problems is graded (is_correct null or missing)"
 
 
 def test_write_probes_refuses_codes_of_other_problems_or_sites(tmp_path, raw_file):

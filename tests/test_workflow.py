@@ -434,16 +434,17 @@ def test_raw_json_of_another_shape_then_one_layer_and_one_position(tmp_path):
     assert json.loads((wd / "results/probe/metrics.json").read_text())["sites"]["7"]["0"]["folds"] == 4
     assert "SYNTHETIC DEMO DATA" not in build_report(wd, *args)
 
-    # the same data with one problem not graded: every output but error prediction, which says why
+    # the same data with one problem not graded: error prediction leaves it out, and says so
     ungraded = raw_dict(n=12, layers=(7,), T=1, H=16, seed=1)
     del ungraded["samples"][5]["is_correct"]
     write_raw(raw, ungraded)
     proc = snakemake(wd, *args)
-    why = "1 of 12 problems are not graded (is_correct null or missing): the probe needs every problem's label"
-    assert f"NOTE: no error prediction at 1 of 1 sites: {why}" in proc.stderr
-    assert json.loads((wd / "results/probe/metrics.json").read_text())["sites"]["7"]["0"]["note"] == why
+    assert "no error prediction" not in proc.stderr
+    site = json.loads((wd / "results/probe/metrics.json").read_text())["sites"]["7"]["0"]
+    assert (site["n"], site["ungraded"], site["folds"]) == (11, 1, 4) and "note" not in site
     assert json.loads((wd / "results/data/problems.json").read_text())["problems"][5]["is_correct"] is None
-    assert html_lib.escape(why) in (wd / "results/report/probe.html").read_text()
+    assert ("1 problem(s) are not graded (is_correct null or missing): the probes leave them out"
+            in (wd / "results/report/probe.html").read_text())
     build_report(wd, *args)
 
 

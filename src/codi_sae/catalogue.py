@@ -8,9 +8,9 @@ latent is *active* on a problem when the problem's row lists its index (index >=
   latents of ``frequency * N`` is the number of active entries in the codes.
 - ``mean_activation``, ``max_activation``: mean and max of |activation| over the problems where it
   is active (None if dead).
-- ``correlation_is_correct``: Pearson correlation, over all N problems, of the signed activation
-  with the problems table's ``is_correct`` as 0/1 (None where either is constant, or where a
-  problem is not graded: undefined).
+- ``correlation_is_correct``: Pearson correlation, over the graded problems (``is_correct`` not
+  null), of the signed activation with ``is_correct`` as 0/1 (None where either is constant
+  there: undefined).
 - ``top_problems``: the ``top`` problems of largest |activation| (fewer if it is active on fewer;
   ties in codes row order), each with its signed activation, ``is_correct``, the first
   ``excerpt`` characters of its question (None where the table has none) and, where the table has
@@ -175,19 +175,10 @@ def site_catalogue(codes: dict, problems: dict[int, dict], top: int = 10, excerp
     magnitude = np.abs(value)
     count = np.bincount(latent, minlength=d)
     mean = np.bincount(latent, weights=magnitude, minlength=d) / np.maximum(count, 1)
-    peak, low, high = np.zeros(d), np.zeros(d), np.zeros(d)
+    peak = np.zeros(d)
     np.maximum.at(peak, latent, magnitude)
-    # the dense column's extremes: 0 counts where the latent is inactive on some problem
-    low[count == n], high[count == n] = np.inf, -np.inf
-    np.minimum.at(low, latent, value)
-    np.maximum.at(high, latent, value)
     correct = np.array([problems[p]["is_correct"] for p in ids], dtype=np.float64)  # None: NaN
-    dy = np.nan_to_num(correct - correct.mean())  # an ungraded problem leaves no correlation defined
-    mean_x = np.bincount(latent, weights=value, minlength=d) / n  # Pearson, centred: sum(dy) = 0
-    cov = np.bincount(latent, weights=value * dy[rows], minlength=d)
-    var_x = np.bincount(latent, weights=(value - mean_x[latent]) ** 2, minlength=d) + (n - count) * mean_x**2
-    defined = (low < high) & bool(dy.any())
-    corr = np.clip(cov / np.sqrt(np.where(defined, var_x * (dy**2).sum(), 1.0)), -1.0, 1.0)
+    corr = _correlations(latent, value, rows, correct, d)
     order = np.lexsort((rows, -magnitude, latent))  # by latent, then |activation| desc, then row
     starts = np.cumsum(count) - count
 
@@ -208,7 +199,7 @@ def site_catalogue(codes: dict, problems: dict[int, dict], top: int = 10, excerp
             "latent": j, "dead": bool(count[j] == 0), "frequency": float(count[j] / n),
             "mean_activation": float(mean[j]) if count[j] else None,
             "max_activation": float(peak[j]) if count[j] else None,
-            "correlation_is_correct": float(corr[j]) if defined[j] else None,
+            "correlation_is_correct": None if np.isnan(corr[j]) else float(corr[j]),
             "top_problems": [problem(e) for e in order[starts[j] : starts[j] + min(count[j], top)]],
         } for j in range(d)],
     }
@@ -224,6 +215,28 @@ def write_catalogues(code_files: list[str | os.PathLike], problems_json: str | o
         except InputError as e:
             raise InputError(f"{path}: {e} ({problems_json})") from e
         write_json(out, catalogue)
+
+
+def _correlations(latent: np.ndarray, value: np.ndarray, rows: np.ndarray, correct: np.ndarray,
+                  d: int) -> np.ndarray:
+    """Per latent, the Pearson correlation over the graded problems (``correct`` 0/1, NaN where not
+    graded) of its value (0 where inactive) with ``correct``; NaN where either is constant there.
+    ``latent``, ``value``, ``rows``: the active entries and their problems."""
+    graded = ~np.isnan(correct)
+    keep = graded[rows]
+    latent, value, n = latent[keep], value[keep], int(graded.sum())
+    count = np.bincount(latent, minlength=d)
+    dy = np.where(graded, correct - (correct[graded].mean() if n else 0.0), 0.0)
+    mean_x = np.bincount(latent, weights=value, minlength=d) / max(n, 1)  # centred y: sum(dy) = 0
+    cov = np.bincount(latent, weights=value * dy[rows[keep]], minlength=d)
+    var_x = np.bincount(latent, weights=(value - mean_x[latent]) ** 2, minlength=d) + (n - count) * mean_x**2
+    low, high = np.zeros(d), np.zeros(d)  # the value's extremes over the graded problems: 0 counts where the
+    low[count == n], high[count == n] = np.inf, -np.inf  # latent is inactive on some of them
+    np.minimum.at(low, latent, value)
+    np.maximum.at(high, latent, value)
+    defined = (low < high) & bool(dy.any())
+    return np.where(defined, np.clip(cov / np.sqrt(np.where(defined, var_x * (dy**2).sum(), 1.0)), -1.0, 1.0),
+                    np.nan)
 
 
 def _round(x: float | None) -> float | None:

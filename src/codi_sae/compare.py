@@ -6,7 +6,9 @@ Light on imports: the analysis, collection and table jobs use it.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 
 from .atomic import read_json
 from .errors import InputError
@@ -72,17 +74,22 @@ def unprobed(probe: dict) -> dict[str, list[str]]:
     return out
 
 
+def _quoted_fvu(text: str) -> float:
+    """The highest SAE FVU a warning (``warning``'s text, after its place) quotes; -inf for none."""
+    return max((float(v) for v in re.findall(r"FVU (\d+\.\d+) >", text)), default=-math.inf)
+
+
 def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike,
               cross_layer: str | os.PathLike | None = None, probe: str | os.PathLike | None = None) -> list[str]:
     """For the end of a run, from the sweep's ``analysis_summary.json``, the sites'
     ``metrics_all.json``, ``cross_layer.json`` and the probe's ``metrics.json`` (each where it exists
-    yet): a WARNING line counting the SAEs with a warning, with the first one and the files that
-    list them all; a NOTE line counting the SAEs that PCA with the same K reconstructs better, and
+    yet): a WARNING line counting the SAEs with a warning, with the worst one (highest FVU) and the
+    files that list them all; a NOTE line counting the SAEs that PCA with the same K reconstructs better, and
     by how much; on the synthetic demo a NOTE line with the share of its planted features the
     sites' SAEs found; and a NOTE line for the sites that could not be probed, and why. No line
     where there is nothing to say. A file of an older version, without some of these keys, counts
     as having none."""
-    warned, beaten, gaps, files, first = [], [], [], [], None
+    warned, beaten, gaps, files, flagged = [], [], [], [], []
     for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
         if not os.path.exists(path):
             continue
@@ -95,7 +102,7 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
         if doc.get("warnings"):
             warned.append(f"{len(doc['warnings'])} of {total} {what}")
             files.append(str(path))
-            first = first or doc["warnings"][0]
+            flagged += doc["warnings"]
         worse = [gap for gap in (row.get("fvu_minus_pca_fvu") for row in rows) if (gap or 0) > 0]
         if worse:
             beaten.append(f"{len(worse)} of {total} {what}")
@@ -103,7 +110,7 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
     notes = []
     if warned:
         notes.append(f"WARNING: {' and '.join(warned)} have an SAE that learned little beyond the per-dimension "
-                     f"mean. The first: {first}. All: {', '.join(files)}")
+                     f"mean. The worst: {max(flagged, key=_quoted_fvu)}. All: {', '.join(files)}")
     if beaten:
         notes.append(f"NOTE: PCA with the same K reconstructs the validation rows better than the SAE for "
                      f"{' and '.join(beaten)} (FVU lower by {min(gaps):.3f} to {max(gaps):.3f}; the tables' "

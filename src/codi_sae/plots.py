@@ -127,12 +127,14 @@ def _site_heatmap(job: tuple) -> list[Path]:
                 **doc["results"].get(str(layer), {}).get(str(pos), {})}  # the metrics beside their baselines
         if here.get(metric.key) is None:
             return None
-        label = metric.fmt.format(here[metric.key])
+        label = ("! " if here.get("warning") else "") + metric.fmt.format(here[metric.key])
         if metric.pca_key and here.get(metric.pca_key) is not None:
             label += "\nPCA " + metric.fmt.format(here[metric.pca_key])
         return here[metric.key], label
 
     title = metric.title + ("; under each cell, PCA with the same K" if metric.pca_key else "")
+    if any(site.get("warning") for by_pos in doc.get("baselines", {}).values() for site in by_pos.values()):
+        title += "; !: the SAE learned little beyond the mean there (see the warnings)"
     return _heatmap(*_grid(layers, positions, cell), layers, positions, metric, title, heading,
                     doc.get("dataset", {}).get("synthetic", False), Path(out_dir) / metric.key)
 
@@ -211,9 +213,13 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
                                                       row_h * rows + 2.6), layout="constrained")
     font = max(5.0, min(9.0, row_h * 72 * 0.4))
 
+    both = np.concatenate([layers_v.ravel(), pos_v.ravel()])
+    both = both[np.isfinite(both)]
+    scale = OVERLAP._replace(limits=(both.min(), both.max())) if both.size else OVERLAP  # one scale for both
+
     def panel(ax, values, labels, rows: list, cols: list, title: str, xlabel: str, ylabel: str, what: str) -> None:
         # empty with one layer (or position), or no dictionary with a live latent: nothing to compare
-        _draw(ax, values, labels, rows, cols, OVERLAP, title, xlabel, ylabel, font,
+        _draw(ax, values, labels, rows, cols, scale, title, xlabel, ylabel, font,
               f"Nothing to compare: no two consecutive {what} with live latents in the results")
 
     panel(left, layers_v, layers_l, layer_pairs, positions, "Layer to next layer, per position", "Thought position",

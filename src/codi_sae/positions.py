@@ -123,8 +123,13 @@ def _compare(by_layer: dict[int, dict[int, float | None]], odd: list[int], even:
     p = float(wilcoxon(diffs).pvalue)
     nonzero = [d for d in diffs if d != 0]
     signed_ranks = sum(r if d > 0 else -r for d, r in zip(nonzero, rankdata([abs(d) for d in nonzero])))
-    significant = p < ALPHA
-    if reconstruction:
+    smallest = 2 / 2 ** len(nonzero)  # every difference of one sign: the exact test's smallest p
+    significant = p < ALPHA and smallest < ALPHA
+    if smallest >= ALPHA:
+        result["note"] = (f"with {len(nonzero)} layers the test cannot reach the 5% level: its smallest possible "
+                          f"p is {smallest:.3g}")
+        conclusion = result["note"] + (": the data cannot test the seed's claim" if reconstruction else "")
+    elif reconstruction:
         conclusion = ("the data do not support the seed's claim at the 5% level" if not significant
                       else "the data support the seed's claim at the 5% level" if signed_ranks > 0
                       else "the data contradict the seed's claim: even positions are better at the 5% level")

@@ -1,8 +1,8 @@
 """Error prediction: per (position, layer) site, cross-validated probes of whether the model was right.
 
-A site has one row per problem (the train problems, then the validation problems) labelled with
-whether the model answered it correctly; where some problem is not graded (``is_correct`` null),
-no site is probed, and each says so (``unprobed_site``). Stratified K-fold cross-validation over the problems
+A site has one row per graded problem (the train problems, then the validation problems) labelled
+with whether the model answered it correctly; problems not graded (``is_correct`` null) are left
+out, and each site counts them (``ungraded``). Stratified K-fold cross-validation over the problems
 (scikit-learn's ``StratifiedKFold``, shuffled with ``seed``; K = min(folds, problems in the rarer
 class), so every fold holds both classes) fits each model on K-1 folds and scores it on the
 held-out one (``cross_validate``):
@@ -10,8 +10,9 @@ held-out one (``cross_validate``):
 - ``codes``: L2 logistic regression on the SAE's dense codes [N, d];
 - ``raw``: the same on the raw activations [N, H];
 - ``pca``: the same on the raw activations' scores on their first K' principal components
-  (K' = min(k, rows, H), k the SAE's), the PCA fit on the training split's rows: the rows the
-  SAE was trained on, so both unsupervised maps saw the same data and neither saw a label;
+  (K' = min(k, rows, H), k the SAE's), the PCA fit on the training split's rows, graded or not:
+  the rows the SAE was trained on, so both unsupervised maps saw the same data and neither saw a
+  label;
 - ``majority``: the training folds' most frequent class (``DummyClassifier``); AUROC 0.5.
 
 The logistic regression is ``LogisticRegression(C=C, solver="newton-cg")`` behind a
@@ -86,9 +87,9 @@ def _summary(scores: dict) -> dict:
 
 
 def probe_site(codes: np.ndarray, raw: np.ndarray, labels: np.ndarray, k: int, settings: ProbeSettings,
-               pca_rows: np.ndarray | None = None) -> dict:
+               pca_fit: np.ndarray | None = None) -> dict:
     """One site's probes (module docstring) from its codes [N, d], raw activations [N, H], labels [N]
-    (True: answered correctly), the SAE's ``k`` and the rows to fit the PCA on (default: all):
+    (True: answered correctly), the SAE's ``k`` and the raw rows to fit the PCA on (default: ``raw``):
     ``{"n", "positives", "folds", "pca_components", "models": {model: {metric: {"mean", "std",
     "folds": per-fold values}}}, "top_latents": [{"latent", "coef"}, ...]}``. Where the rarer class has
     under 2 problems: ``"folds": 0``, every metric None, no latents, and a ``"note"`` saying why."""
@@ -101,7 +102,7 @@ def probe_site(codes: np.ndarray, raw: np.ndarray, labels: np.ndarray, k: int, s
         rarer = "right" if positives <= n - positives else "wrong"
         return unprobed_site(n, positives, f"the model is {rarer} on {min(positives, n - positives)} of {n} problems: "
                                            "cross-validation needs at least 2 of each")
-    fit_rows = raw if pca_rows is None else raw[pca_rows]
+    fit_rows = raw if pca_fit is None else pca_fit
     pca = fit_pca(fit_rows, min(k, *fit_rows.shape))
     features = {"codes": codes, "raw": raw, "pca": pca.transform(raw)}
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
@@ -141,21 +142,24 @@ def _probe_job(job: tuple) -> dict:
     if list(codes["problem_ids"]) != ids:
         raise InputError(f"{path}: position {position}, layer {layer}: its problem ids are not those of "
                          f"{splits[0][1]} then {splits[1][1]}, in order")
-    ungraded = labels.count(None)
-    if ungraded:
-        return unprobed_site(len(labels), None, f"{ungraded} of {len(labels)} problems are not graded (is_correct "
-                                                "null or missing): the probe needs every problem's label")
+    graded = np.array([label is not None for label in labels])
+    ungraded = int((~graded).sum())
+    if not graded.any():
+        return {**unprobed_site(0, None, f"none of the {len(labels)} problems is graded (is_correct null or "
+                                         "missing)"), "ungraded": ungraded}
     raw = torch.cat([site_rows(split, split_path, [(position, layer)])[0] for split, split_path in splits])
-    return probe_site(codes_dense(codes).numpy(), raw.numpy(), np.array(labels, dtype=bool), config["k"], settings,
-                      in_train)
+    y = np.array([label for label in labels if label is not None], dtype=bool)
+    raw = raw.numpy()
+    result = probe_site(codes_dense(codes).numpy()[graded], raw[graded], y, config["k"], settings, raw[in_train])
+    return {**result, "ungraded": ungraded}
 
 
 def write_probes(train_pt: str | os.PathLike, val_pt: str | os.PathLike, sites: list[tuple[int, int]],
                  code_files: list[str | os.PathLike], settings: ProbeSettings, out: str | os.PathLike,
                  workers: int = 1) -> dict:
     """Probe every site (``code_files[i]`` holds ``sites[i]``'s codes), ``workers`` processes
-    sharing the sites, and write ``{"settings", "sites": {"<layer>": {"<position>": probe_site(...)}}}``
-    to ``out``."""
+    sharing the sites, and write ``{"settings", "sites": {"<layer>": {"<position>": probe_site(...) and
+    ``ungraded``, the problems left out}}}`` to ``out``."""
     if len(sites) != len(code_files):
         raise InputError(f"probe: {len(sites)} sites but {len(code_files)} codes files")
     doc = {"settings": asdict(settings), "sites": {}}

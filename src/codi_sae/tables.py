@@ -131,6 +131,11 @@ def probe_page(probe: dict, catalogues: dict[tuple[int, int], dict], dataset: di
     for note, sites in unprobed(probe).items():
         listed = ", ".join(sites[:6]) + (", ..." if len(sites) > 6 else "")
         warnings.append(f"No probe at {len(sites)} of {len(rows)} sites ({listed}; position:layer): {note}.")
+    ungraded = max((site.get("ungraded", 0) for by_pos in probe["sites"].values() for site in by_pos.values()),
+                   default=0)
+    if ungraded:
+        warnings.append(f"{ungraded} problem(s) are not graded (is_correct null or missing): the probes leave them "
+                        "out, and 'Problems' counts the others.")
     body = (_warnings(warnings) + f"<p>{html.escape(PROBE_GUIDE)}</p><p>Settings: {settings['folds']} folds, "
             f"C = {settings['C']:g}, seed {settings['seed']}.</p>" + _table(headers, rows)
             + "<h2>Top latents per site (by |coefficient| of the codes probe, standardised)</h2>"

@@ -50,6 +50,9 @@ def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings, 
     x = bank.fit_inputs(x.to(device))
     order = torch.Generator().manual_seed(settings.seed)
     step = BankStep(bank, lr=settings.lr)
+    who = f"d={latent_dim}, K={k}, {recipe.name} recipe"  # for the log, where batches interleave
+    if sites:
+        who += f", position {sites[0][0]}, layer {sites[0][1]}" + (f" and {n - 1} more site(s)" if n > 1 else "")
     for epoch in range(settings.epochs):
         perm = torch.randperm(N, generator=order).to(device)
         total = torch.zeros(n, device=device)
@@ -62,7 +65,7 @@ def fit_bank(x: torch.Tensor, latent_dim: int, k: int, settings: TrainSettings, 
             raise InputError(f"{names[s] if names else f'SAE {s}'}: the training loss is not finite at epoch "
                              f"{epoch + 1} (inputs too large for float32, or train.lr={settings.lr:g} too high?)")
         if epoch == 0 or (epoch + 1) % 5 == 0 or epoch + 1 == settings.epochs:
-            log.info("epoch %d/%d: mean train MSE %.6g", epoch + 1, settings.epochs, total.sum().item() / N / n)
+            log.info("%s: epoch %d/%d: mean train MSE %.6g", who, epoch + 1, settings.epochs, total.sum().item() / N / n)
     bank.fold_()
     _sync(device)
     return bank, time.perf_counter() - start
