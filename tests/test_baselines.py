@@ -72,3 +72,14 @@ def test_write_baselines_at_every_site_in_one_or_two_processes(tmp_path, raw_fil
             assert other["mean_only"] == pytest.approx(site["mean_only"], rel=1e-9, abs=1e-12)
             for k, pca in site["pca"].items():
                 assert other["pca"][k] == pytest.approx(pca, rel=1e-9, abs=1e-12)
+
+
+def test_top_dimension_share_is_the_largest_dimensions_share_of_the_validation_variance():
+    rng = np.random.default_rng(4)
+    x_val = torch.from_numpy(rng.standard_normal((50, 6)).astype(np.float32))
+    x_val[:, 2] = x_val[:, 2] * 30 + 2000  # a massive dimension: its mean does not count, its spread does
+    variance = x_val.double().numpy().var(0)
+    out = site_baselines(torch.from_numpy(rng.standard_normal((80, 6)).astype(np.float32)), x_val, [2])
+    assert out["top_dimension_share"] == pytest.approx(variance[2] / variance.sum())
+    assert out["top_dimension_share"] > 0.99
+    assert site_baselines(x_val, torch.ones(5, 6), [2])["top_dimension_share"] is None  # nothing varies

@@ -109,6 +109,14 @@ def test_the_notes_at_the_end_of_a_run_count_the_warnings_and_the_saes_pca_beats
     assert warned.startswith("WARNING: 1 of 3 sweep configs have") and warned.endswith(f"All: {sweep}")
     assert beaten.startswith("NOTE: PCA with the same K reconstructs the validation rows better than the SAE for "
                              "1 of 3 sweep configs and 1 of 2 sites (FVU lower by 0.050 to 0.250;")
+    # sites where one dimension holds most of the variance
+    baselines["1"]["0"]["top_dimension_share"], baselines["1"]["1"]["top_dimension_share"] = 0.988, 0.3
+    sites.write_text(json.dumps({"n_sites": 2, "baselines": baselines, "warnings": []}))
+    assert run_notes(sweep, sites)[2].startswith("NOTE: at 1 of 2 sites one dimension holds over 50% of the variance "
+                                                 "(up to 98.8%; the tables' 'Top dim. share')")
+    baselines["1"]["0"]["top_dimension_share"] = 0.5
+    sites.write_text(json.dumps({"n_sites": 2, "baselines": baselines, "warnings": []}))
+    assert len(run_notes(sweep, sites)) == 2
     # on the synthetic demo, the planted features found (cross_layer.json; null on real data)
     cross = tmp_path / "cross_layer.json"
     assert len(run_notes(sweep, sites, cross)) == 2  # not written yet

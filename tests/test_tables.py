@@ -22,7 +22,7 @@ def sae_metrics(i: int) -> dict:
 def baselines(i: int) -> dict:
     return {"pca_explained_variance": 0.95, "pca_explained_variance_std": 0.7, "pca_fvu": 0.3,
             "mean_only_explained_variance": 0.96, "mean_only_fvu": 1.01, "fvu_minus_pca_fvu": 0.2 - i / 100,
-            "warning": "FVU above 0.99" if i == 3 else None}
+            "top_dimension_share": 0.25, "warning": "FVU above 0.99" if i == 3 else None}
 
 
 def test_sites_page_puts_each_value_under_its_header():
@@ -37,8 +37,8 @@ def test_sites_page_puts_each_value_under_its_header():
     assert rows[1] == {"class": "", "Layer": "0", "Position": "1", "EV (seed)": "0.9010", "PCA-K EV (seed)": "0.9500",
                        "Mean-only EV (seed)": "0.9600", "EV (std)": "0.5100", "PCA-K EV (std)": "0.7000",
                        "FVU": "0.4900", "PCA-K FVU": "0.3000", "Mean-only FVU": "1.0100", "FVU - PCA-K FVU": "+0.1900",
-                       "MSE": "0.012", "Cosine": "0.9700", "Death rate": "2.5%", "Dead": "13", "L0": "150.0",
-                       "Warning": ""}
+                       "MSE": "0.012", "Cosine": "0.9700", "Death rate": "2.5%", "Dead": "13",
+                       "Top dim. share": "25.0%", "L0": "150.0", "Warning": ""}
     assert rows[3]["Warning"] == "FVU above 0.99"
     assert "<p class='warning'>WARNING one site learned nothing</p>" in page
     assert "d=512, K=150, topk recipe, at every site" in page

@@ -40,10 +40,21 @@ def fit_pca(rows: np.ndarray, n_components: int) -> PCA:
     return PCA(n_components=n_components, svd_solver=solver).fit(np.asarray(rows, dtype=np.float64))
 
 
+def top_dimension_share(x: torch.Tensor) -> float | None:
+    """The share of the variance of rows ``x`` [N, H] (around each dimension's mean, as FVU counts it)
+    in their most varying dimension; None where nothing varies. Near 1, FVU and EV there mostly
+    measure that one dimension."""
+    variance = x.double().var(0, correction=0)
+    total = float(variance.sum())
+    return float(variance.max()) / total if total > 0 else None
+
+
 def site_baselines(x_train: torch.Tensor, x_val: torch.Tensor, ks: list[int]) -> dict:
-    """``{"mean_only": metrics, "pca": {"<K>": {"n_components", metrics}}}`` for one site's rows [N, H]."""
+    """``{"mean_only": metrics, "pca": {"<K>": {"n_components", metrics}}, "top_dimension_share"}``
+    for one site's rows [N, H] (the share: ``top_dimension_share`` of the validation rows)."""
     mean = x_train.mean(0)
-    out = {"mean_only": _scores(x_val, mean.expand_as(x_val)), "pca": {}}
+    out = {"mean_only": _scores(x_val, mean.expand_as(x_val)), "pca": {},
+           "top_dimension_share": top_dimension_share(x_val)}
     most = min(max(ks), *x_train.shape)
     with np.errstate(all="ignore"):  # a constant site: scikit-learn divides 0 by 0 in its ratios
         pca = fit_pca(x_train.numpy(), most)

@@ -15,14 +15,15 @@ from .errors import InputError
 
 BASELINE_METRICS = ("explained_variance", "explained_variance_std", "fvu", "reconstruction_loss")
 LEARNED_LITTLE_FVU = 0.99  # an FVU above this explains under 1% of the variance around the mean
+DOMINANT_SHARE = 0.5  # a site whose top dimension holds more of its variance: FVU mostly measures that one
 
 
 def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int, recipe: str | None = None,
            source: str = "the baselines") -> dict:
     """The baselines of the SAE (``metrics``, with ``k``, trained by ``recipe``) at a site of
     ``baselines`` (the baselines job's JSON, read from ``source``), flat: ``mean_only_<metric>``,
-    ``pca_k``, ``pca_n_components``, ``pca_<metric>``, ``fvu_minus_pca_fvu``, and ``warning`` (null
-    when all is well). Baselines without this site or K raise an InputError."""
+    ``top_dimension_share``, ``pca_k``, ``pca_n_components``, ``pca_<metric>``, ``fvu_minus_pca_fvu``,
+    and ``warning`` (null when all is well). Baselines without this site or K raise an InputError."""
     try:
         site = baselines["sites"][str(layer)][str(position)]
         pca = site["pca"][str(k)]
@@ -31,6 +32,7 @@ def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int, re
                          f"{baselines.get('ks')}): made for another sweep or sweet spot? Rerun its rule "
                          "(snakemake -R baselines)") from None
     out = {f"mean_only_{m}": site["mean_only"][m] for m in BASELINE_METRICS}
+    out["top_dimension_share"] = site.get("top_dimension_share")  # None in an older version's file
     out.update({"pca_k": k, "pca_n_components": pca["n_components"]})
     out.update({f"pca_{m}": pca[m] for m in BASELINE_METRICS})
     fvu = metrics["fvu"]
@@ -85,11 +87,11 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
     ``metrics_all.json``, ``cross_layer.json`` and the probe's ``metrics.json`` (each where it exists
     yet): a WARNING line counting the SAEs with a warning, with the worst one (highest FVU) and the
     files that list them all; a NOTE line counting the SAEs that PCA with the same K reconstructs better, and
-    by how much; on the synthetic demo a NOTE line with the share of its planted features the
+    by how much; a NOTE line counting the sites where one dimension holds most of the variance; on the synthetic demo a NOTE line with the share of its planted features the
     sites' SAEs found; and a NOTE line for the sites that could not be probed, and why. No line
     where there is nothing to say. A file of an older version, without some of these keys, counts
     as having none."""
-    warned, beaten, gaps, files, flagged = [], [], [], [], []
+    warned, beaten, gaps, files, flagged, shares = [], [], [], [], [], []
     for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
         if not os.path.exists(path):
             continue
@@ -97,6 +99,7 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
         if what == "sites":
             rows = [row for by_pos in doc.get("baselines", {}).values() for row in by_pos.values()]
             total = doc["n_sites"]
+            shares = [s for s in (row.get("top_dimension_share") for row in rows) if s is not None]
         else:
             rows, total = doc["configs"], len(doc["configs"])
         if doc.get("warnings"):
@@ -116,6 +119,12 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
                      f"{' and '.join(beaten)} (FVU lower by {min(gaps):.3f} to {max(gaps):.3f}; the tables' "
                      "'FVU - PCA-K FVU' column). It can, most of all with few training rows per site: README, 'Where "
                      "PCA-K still reconstructs better'")
+    dominated = [s for s in shares if s > DOMINANT_SHARE]
+    if dominated:
+        notes.append(f"NOTE: at {len(dominated)} of {len(shares)} sites one dimension holds over "
+                     f"{DOMINANT_SHARE:.0%} of the variance (up to {max(dominated):.1%}; the tables' 'Top dim. share'"
+                     "): FVU and EV there mostly measure how well that dimension is reconstructed. README, "
+                     "'Baselines and warnings'")
     planted = read_json(cross_layer).get("planted") if cross_layer and os.path.exists(cross_layer) else None
     shares = [site["share_above_0_9"] for by_pos in (planted or {}).get("sites", {}).values()
               for site in by_pos.values() if site.get("share_above_0_9") is not None]

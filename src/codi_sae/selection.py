@@ -24,7 +24,7 @@ METRIC_COLUMNS = (  # (header, key, format): an SAE's metrics beside its baselin
     ("FVU", "fvu", "{:.4f}"), ("PCA-K FVU", "pca_fvu", "{:.4f}"), ("Mean-only FVU", "mean_only_fvu", "{:.4f}"),
     ("FVU - PCA-K FVU", "fvu_minus_pca_fvu", "{:+.4f}"), ("MSE", "reconstruction_loss", "{:.4g}"),
     ("Cosine", "cosine_similarity", "{:.4f}"), ("Death rate", "feature_death_rate", "{:.1%}"),
-    ("Dead", "num_dead_features", "{}"),
+    ("Dead", "num_dead_features", "{}"), ("Top dim. share", "top_dimension_share", "{:.1%}"),
 )
 COLUMNS = (  # (header, key in a row, format)
     ("Rank", "rank", "{}"), ("Recipe", "recipe", "{}"), ("d", "d", "{}"), ("K", "k", "{}"),
