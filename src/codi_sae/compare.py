@@ -86,12 +86,13 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
     """For the end of a run, from the sweep's ``analysis_summary.json``, the sites'
     ``metrics_all.json``, ``cross_layer.json`` and the probe's ``metrics.json`` (each where it exists
     yet): a WARNING line counting the SAEs with a warning, with the worst one (highest FVU) and the
-    files that list them all; a NOTE line counting the SAEs that PCA with the same K reconstructs better, and
-    by how much; a NOTE line counting the sites where one dimension holds most of the variance; on the synthetic demo a NOTE line with the share of its planted features the
+    files that list them all; a NOTE line counting the SAEs that PCA with the same K reconstructs
+    better, and by how much; a NOTE line counting the sites where one dimension holds most of the
+    variance; on the synthetic demo a NOTE line with the share of its planted features the
     sites' SAEs found; and a NOTE line for the sites that could not be probed, and why. No line
     where there is nothing to say. A file of an older version, without some of these keys, counts
     as having none."""
-    warned, beaten, gaps, files, flagged, shares = [], [], [], [], [], []
+    warned, beaten, gaps, files, flagged, top_shares = [], [], [], [], [], []
     for path, what in ((sweep_summary, "sweep configs"), (sites_summary, "sites")):
         if not os.path.exists(path):
             continue
@@ -99,7 +100,7 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
         if what == "sites":
             rows = [row for by_pos in doc.get("baselines", {}).values() for row in by_pos.values()]
             total = doc["n_sites"]
-            shares = [s for s in (row.get("top_dimension_share") for row in rows) if s is not None]
+            top_shares = [s for s in (row.get("top_dimension_share") for row in rows) if s is not None]
         else:
             rows, total = doc["configs"], len(doc["configs"])
         if doc.get("warnings"):
@@ -119,9 +120,9 @@ def run_notes(sweep_summary: str | os.PathLike, sites_summary: str | os.PathLike
                      f"{' and '.join(beaten)} (FVU lower by {min(gaps):.3f} to {max(gaps):.3f}; the tables' "
                      "'FVU - PCA-K FVU' column). It can, most of all with few training rows per site: README, 'Where "
                      "PCA-K still reconstructs better'")
-    dominated = [s for s in shares if s > DOMINANT_SHARE]
+    dominated = [s for s in top_shares if s > DOMINANT_SHARE]
     if dominated:
-        notes.append(f"NOTE: at {len(dominated)} of {len(shares)} sites one dimension holds over "
+        notes.append(f"NOTE: at {len(dominated)} of {len(top_shares)} sites one dimension holds over "
                      f"{DOMINANT_SHARE:.0%} of the variance (up to {max(dominated):.1%}; the tables' 'Top dim. share'"
                      "): FVU and EV there mostly measure how well that dimension is reconstructed. README, "
                      "'Baselines and warnings'")
