@@ -147,9 +147,8 @@ def _probe_job(job: tuple) -> dict:
     if not graded.any():
         return {**unprobed_site(0, None, f"none of the {len(labels)} problems is graded (is_correct null or "
                                          "missing)"), "ungraded": ungraded}
-    raw = torch.cat([site_rows(split, split_path, [(position, layer)])[0] for split, split_path in splits])
+    raw = torch.cat([site_rows(split, split_path, [(position, layer)])[0] for split, split_path in splits]).numpy()
     y = np.array([label for label in labels if label is not None], dtype=bool)
-    raw = raw.numpy()
     result = probe_site(codes_dense(codes).numpy()[graded], raw[graded], y, config["k"], settings, raw[in_train])
     return {**result, "ungraded": ungraded}
 

@@ -25,37 +25,35 @@ DEMO_TRUTH = "results/demo/synthetic_ground_truth.pt"
 EXTRACT_JSON = "results/extract/thoughts.json"
 
 
+def _nested(value):
+    """``value`` and every value nested in it, in dicts and lists, depth first."""
+    yield value
+    for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        yield from _nested(child)
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def yaml_text_numbers(config) -> list[str]:
     """The strings in ``config`` that read as numbers: YAML (1.1) takes ``1e-3`` as text; it needs
     ``1.0e-3`` or ``0.001``."""
-    if isinstance(config, dict):
-        return [s for value in config.values() for s in yaml_text_numbers(value)]
-    if isinstance(config, list):
-        return [s for value in config for s in yaml_text_numbers(value)]
-    if isinstance(config, str):
-        try:
-            float(config)
-        except ValueError:
-            return []
-        return [config]
-    return []
+    return [v for v in _nested(config) if isinstance(v, str) and _reads_as_number(v)]
 
 
 def sort_keys(config) -> None:
     """Put every dict in ``config`` (nested, in lists too) in key order, in place. Snakemake compares
     params as text, so otherwise reordering a config's keys, or writing out a default (the schema
     appends defaults after the keys given), would rerun jobs whose results cannot change."""
-    if isinstance(config, dict):
-        items = sorted(config.items(), key=lambda item: str(item[0]))
-        config.clear()
-        config.update(items)
-        children = config.values()
-    elif isinstance(config, list):
-        children = config
-    else:
-        return
-    for value in children:
-        sort_keys(value)
+    for value in [v for v in _nested(config) if isinstance(v, dict)]:
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        value.clear()
+        value.update(items)
 
 
 @dataclass(frozen=True)
