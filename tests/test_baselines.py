@@ -9,6 +9,7 @@ from sklearn.decomposition import PCA
 from codi_sae.baselines import fit_pca, site_baselines, write_baselines
 from codi_sae.convert import convert_raw_json
 from codi_sae.data import load_splits, site_rows
+from codi_sae.errors import InputError
 
 
 def low_rank_rows(n=100, H=12, rank=4, seed=0):
@@ -72,6 +73,19 @@ def test_write_baselines_at_every_site_in_one_or_two_processes(tmp_path, raw_fil
             assert other["mean_only"] == pytest.approx(site["mean_only"], rel=1e-9, abs=1e-12)
             for k, pca in site["pca"].items():
                 assert other["pca"][k] == pytest.approx(pca, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_split_is_named_whatever_the_workers(tmp_path, raw_file, workers):
+    raw, _ = raw_file
+    train_pt, val_pt = tmp_path / "train.pt", tmp_path / "val.pt"
+    convert_raw_json(raw, train_pt, val_pt, tmp_path / "info.json")
+    payload = torch.load(train_pt, weights_only=True)
+    del payload["problems"]
+    torch.save(payload, train_pt)
+    with pytest.raises(InputError, match=r"train\.pt: split file has no 'problems' key"):
+        write_baselines(train_pt, val_pt, [(0, 1), (1, 1), (2, 0)], [2], tmp_path / "out.json", workers=workers)
+    assert not (tmp_path / "out.json").exists()
 
 
 def test_top_dimension_share_is_the_largest_dimensions_share_of_the_validation_variance():
