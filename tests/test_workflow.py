@@ -600,9 +600,11 @@ def test_report_opens_under_the_synthetic_banner_in_a_browser(clicked_report):
 
 
 def start_run(wd: Path, *args: str) -> subprocess.Popen:
-    """``snakemake --cores 2`` in the background, in a session of its own (to kill it whole)."""
-    return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=wd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    """``snakemake --cores 2`` in the background, in a session of its own (to kill it whole), its
+    output going to ``wd/run.out``: a pipe nobody reads would fill, and block its jobs' logging."""
+    with open(wd / "run.out", "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=wd,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def job_process(wd: Path, run: subprocess.Popen, script: str, log: str | None = None,
@@ -654,10 +656,10 @@ def test_interrupted_and_concurrent_runs(tmp_path):
     assert second.returncode != 0 and "Directory cannot be locked" in second.stderr
     job.send_signal(signal.SIGTERM)
     job.wait(timeout=10)  # within seconds (its exit code: not our child; see test_jobs)
-    out, _ = run.communicate(timeout=120)
+    run.wait(timeout=120)
     assert run.returncode != 0 and "stopped by SIGTERM" in (wd / "results/logs/sites/all.log").read_text()
     assert not list((wd / "results/sweet_spot").glob("*.pt")) and no_leftovers()
-    assert "rule demo_data:" not in out  # finished before the kill
+    assert "rule demo_data:" not in (wd / "run.out").read_text()  # finished before the kill
 
     run = start_run(wd, *args)  # killed whole while it trains
     sites_job_training(wd, run)
