@@ -1,6 +1,8 @@
 import sys
 from pathlib import Path
 
+import yaml
+
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
@@ -29,20 +31,14 @@ from codi_sae.workflow import (
     put_first_for_jobs,
     sort_keys,
     sweep_sites,
-    yaml_text_numbers,
+    type_text_values,
 )
 
 put_first_for_jobs(SRC)
 
-try:
-    validate(config, "../config/config.schema.yaml")
-except WorkflowError as e:
-    if texts := yaml_text_numbers(config):
-        raise WorkflowError(
-            f"{e}\nYAML reads {', '.join(texts)} as text, not as a number: write 1e-3 "
-            "as 0.001 or 1.0e-3"
-        ) from None
-    raise
+SCHEMA = Path(workflow.basedir) / "config" / "config.schema.yaml"
+type_text_values(config, yaml.safe_load(SCHEMA.read_text()))
+validate(config, str(SCHEMA))
 sort_keys(config)
 
 try:

@@ -8,9 +8,13 @@ per-site output is known before any job runs.
 from __future__ import annotations
 
 import ast
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+import jsonschema
 
 from .atomic import read_json
 from .errors import InputError
@@ -32,18 +36,52 @@ def _nested(value):
         yield from _nested(child)
 
 
-def _reads_as_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _typed(text: str, types: str | list[str]):
+    """``text`` as the first of the JSON schema ``types`` it reads as (a whole number, a finite
+    number, true or false, null), or ``text`` itself when it reads as none of them."""
+    word = text.strip()
+    for kind in [types] if isinstance(types, str) else types:
+        if kind in ("integer", "number") and re.fullmatch(r"[-+]?\d+", word):
+            return int(word)
+        if kind == "number":
+            try:
+                if math.isfinite(number := float(word)):
+                    return number
+            except ValueError:
+                pass
+        if kind == "boolean" and word.lower() in ("true", "false"):
+            return word.lower() == "true"
+        if kind == "null" and word in ("null", "Null", "NULL", "~"):
+            return None
+    return text
 
 
-def yaml_text_numbers(config) -> list[str]:
-    """The strings in ``config`` that read as numbers: YAML (1.1) takes ``1e-3`` as text; it needs
-    ``1.0e-3`` or ``0.001``."""
-    return [v for v in _nested(config) if isinstance(v, str) and _reads_as_number(v)]
+def _leaf_errors(errors):
+    """Validation errors, with those of ``anyOf``/``oneOf`` replaced by their branches' errors."""
+    for error in errors:
+        yield error
+        yield from _leaf_errors(error.context or ())
+
+
+def type_text_values(config: dict, schema: dict) -> None:
+    """Where the schema wants a number, a boolean or null and ``config`` holds text that reads as
+    one, put that value there, in place: YAML 1.1 reads ``1e-3`` as text, and Snakemake's
+    ``--config key={...}`` passes every value inside the braces as text."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    while True:
+        fixes: dict[tuple, object] = {}
+        for error in _leaf_errors(validator.iter_errors(config)):
+            if error.validator == "type" and isinstance(error.instance, str) and error.absolute_path:
+                value = _typed(error.instance, error.validator_value)
+                if not isinstance(value, str):
+                    fixes.setdefault(tuple(error.absolute_path), value)
+        if not fixes:
+            return
+        for path, value in fixes.items():
+            parent = config
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = value
 
 
 def sort_keys(config) -> None:
