@@ -9,7 +9,6 @@ from typing import Callable, Iterable, Iterator
 _init_error: list[Exception] = []  # what the initializer raised in this worker process
 
 
-
 def map_in_order(fn: Callable, jobs: Iterable, workers: int, initializer: Callable | None = None,
                  initargs: tuple = ()) -> Iterator:
     """``map(fn, jobs)``, spread over ``workers`` processes when there is more than one.

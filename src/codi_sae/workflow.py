@@ -57,7 +57,7 @@ def _typed(text: str, types: str | list[str]):
 
 
 def _leaf_errors(errors):
-    """Validation errors, with those of ``anyOf``/``oneOf`` replaced by their branches' errors."""
+    """Validation errors, each followed by its branches' errors (those of an ``anyOf`` or ``oneOf``)."""
     for error in errors:
         yield error
         yield from _leaf_errors(error.context or ())
