@@ -1,9 +1,14 @@
+import ctypes
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+
+import codi_sae.train
 
 from codi_sae.backprop import BankStep
 from codi_sae.convert import convert_raw_json
@@ -200,6 +205,32 @@ def test_worker_threads_do_not_change_results(tmp_path, raw_file):
         assert torch.get_num_threads() == threads_before  # the process's setting is restored
     for one, two in zip(states[1], states[2]):
         assert all(torch.equal(one[name], two[name]) for name in one)
+
+
+def test_each_worker_thread_runs_its_ops_on_its_share_of_the_threads(tmp_path, raw_file, monkeypatch):
+    """OpenMP's and MKL's own counts, as the matmuls see them, in each worker from its first op:
+    a new thread starts at the core count, whatever torch.set_num_threads said elsewhere."""
+    lib = Path(torch.__file__).parent / "lib"
+    counters = {}
+    for path, name in ((lib / "libgomp.so.1", "omp_get_max_threads"), (lib / "libtorch_cpu.so", "mkl_get_max_threads")):
+        if path.exists() and hasattr(loaded := ctypes.CDLL(str(path)), name):
+            counters[name] = getattr(loaded, name)
+    if not counters or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs torch's own OpenMP or MKL, and 2 cores (where a new thread starts at 2)")
+    raw, _ = raw_file
+    data = tmp_path / "data"
+    convert_raw_json(raw, data / "train.pt", data / "val.pt", data / "info.json")
+    seen = []
+
+    def counting_fit_bank(*args, **kwargs):
+        seen.append({name: count() for name, count in counters.items()})
+        return fit_bank(*args, **kwargs)
+
+    monkeypatch.setattr(codi_sae.train, "fit_bank", counting_fit_bank)
+    outputs = [(tmp_path / f"{s}.pt", tmp_path / f"{s}.json") for s in range(4)]
+    train_saes(data / "train.pt", data / "val.pt", [(0, 0), (1, 0), (2, 0), (3, 0)], outputs, latent_dim=12, k=3,
+               settings=TrainSettings(epochs=1, batch_size=4), sites_per_batch=1, threads=2)
+    assert seen == [dict.fromkeys(counters, 1)] * 4  # 2 threads, 2 workers: one thread each
 
 
 def test_run_in_threads_raises_the_first_failure_and_cancels_the_rest():

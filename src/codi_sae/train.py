@@ -132,10 +132,15 @@ def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_bat
     threads = threads or threads_before
     on_cuda = any(device.type == "cuda" for device in devices.values())
     workers = 1 if on_cuda else max(1, min(threads, len(batches)))
+    per_worker = max(1, threads // workers)
     log.info("training %d SAE(s) of %d config(s): %d batch(es), %d worker(s) of %d thread(s)",
-             sum(len(job.sites) for job in jobs), len(jobs), len(batches), workers, max(1, threads // workers))
+             sum(len(job.sites) for job in jobs), len(jobs), len(batches), workers, per_worker)
 
     def train_batch(item: tuple[GridJob, list[tuple[int, int]], list[tuple[str, str]]]) -> None:
+        # in this thread too: a new thread's OpenMP and MKL start at the machine's core count, and
+        # torch applies its setting only at the thread's first op large enough to run in parallel;
+        # small matmuls before it then ran on a varying number of threads, rounding differently
+        torch.set_num_threads(per_worker)
         job, batch, outs = item
         device, settings, recipe = devices[id(job)], job.settings, job.recipe
         x_train, x_val = site_rows(train, train_pt, batch), site_rows(val, val_pt, batch)
@@ -161,7 +166,7 @@ def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_bat
             log.info("pos %d layer %d, d=%d, k=%d, %s recipe: FVU %s, death rate %.3f -> %s", position, layer,
                      job.latent_dim, job.k, recipe.name, metrics["fvu"], metrics["feature_death_rate"], pt)
 
-    torch.set_num_threads(max(1, threads // workers))
+    torch.set_num_threads(per_worker)
     try:
         run_in_threads(train_batch, batches, workers)
     finally:
