@@ -181,21 +181,23 @@ def test_sweep_plot_axes_without_any_dead_feature():
     plt.close(fig)
 
 
-@pytest.mark.parametrize("n_positions", [1, 3])
-def test_cross_layer_plot_of_one_layer(tmp_path, n_positions):
-    """One layer (and one position): a panel with no pair says so instead of failing."""
+@pytest.mark.parametrize("layers, n_positions", [([5], 1), ([5], 3), ([5, 6], 3)])
+def test_cross_layer_plot_with_nothing_to_compare(tmp_path, layers, n_positions):
+    """One layer (and one position), or no pair of layers with live latents: a panel with no
+    pair says why instead of failing."""
     pair = {"mean_max_cosine": 0.8, "initial_mean_max_cosine": 1.0, "share_above_0.9": 0.1}
     doc = {"across_layers": {str(p): {} for p in range(n_positions)},
            "across_positions": {"5": {f"{p}->{p + 1}": pair for p in range(n_positions - 1)}},
            "chance": {"mean_max_cosine": 0.37, "input_dim": 64}, "activation": "signed_topk", "shared_start": True}
-    data = {**dataset(1, n_positions), "layers": [5]}
+    data = {**dataset(len(layers), n_positions), "layers": layers}
     png, svg = tmp_path / "cross_layer.png", tmp_path / "cross_layer.svg"
     plot_cross_layer(write(tmp_path / "cross.json", doc), write(tmp_path / "dataset.json", data), png, svg)
     assert png.read_bytes().startswith(PNG_SIGNATURE)
     text = svg.read_text()
     assert ET.fromstring(text).tag == "{http://www.w3.org/2000/svg}svg"
-    assert "no two consecutive layers" in text
-    assert ("no two consecutive positions" in text) == (n_positions == 1)
+    assert ("the data has one layer" in text) == (len(layers) == 1)
+    assert ("no two consecutive layers with live" in text) == (len(layers) > 1)  # the text wraps after it
+    assert ("the data has one position" in text) == (n_positions == 1)
 
 
 def test_cross_layer_grids_hold_each_pair_in_its_cell(tmp_path, monkeypatch):

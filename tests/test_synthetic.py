@@ -43,9 +43,12 @@ def test_same_arguments_give_same_bytes_and_seed_matters(tmp_path):
     assert first_truth.read_bytes() == second_truth.read_bytes()
 
 
-@pytest.mark.parametrize("shape", [SMALL, {"n_problems": 12, "n_layers": 7, "n_positions": 6,
-                                           "hidden_dim": 24}])
-def test_layout_and_metadata(tmp_path, shape):
+@pytest.mark.parametrize("shape, model", [
+    (SMALL, "synthetic demo, {n_layers} layers x {n_positions} positions x {hidden_dim} dims"),
+    ({"n_problems": 12, "n_layers": 7, "n_positions": 6, "hidden_dim": 24}, "synthetic demo, 7 layers x 6 positions x 24 dims"),
+    ({"n_problems": 12, "n_layers": 1, "n_positions": 1, "hidden_dim": 8}, "synthetic demo, 1 layer x 1 position x 8 dims"),
+])
+def test_layout_and_metadata(tmp_path, shape, model):
     text, _, _ = _write(tmp_path, **shape)
     obj = json.loads(text)
     assert list(obj) == ["metadata", "samples"]
@@ -58,7 +61,7 @@ def test_layout_and_metadata(tmp_path, shape):
     assert meta["layers"] == list(range(n_layers))
     assert meta["synthetic"] is True and "SYNTHETIC" in meta["description"]
     assert meta["generator"]["seed"] == 0
-    assert meta["model"] == f"synthetic demo, {n_layers} layers x {n_positions} positions x {hidden} dims"
+    assert meta["model"] == model.format(**shape)
 
     assert len(samples) == n
     n_correct = 0

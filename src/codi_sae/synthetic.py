@@ -89,7 +89,7 @@ def write_demo(json_path, truth_path, *, n_problems=1000, n_layers=12, n_positio
     n_correct = int(problems["is_correct"].sum())
     metadata = {
         "model": ("gpt2-codi (synthetic demo)" if (n_layers, n_positions, hidden_dim) == (12, 6, 768)
-                  else f"synthetic demo, {n_layers} layers x {n_positions} positions x {hidden_dim} dims"),
+                  else f"synthetic demo, {_count(n_layers, 'layer')} x {_count(n_positions, 'position')} x {hidden_dim} dims"),
         "checkpoint": "none (synthetic demo, no model was run)",
         "n_samples": n_problems,
         "n_correct": n_correct,
@@ -331,3 +331,7 @@ def _usable_cpus():
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("s" if n != 1 else "")
