@@ -16,6 +16,7 @@ def test_text_that_reads_as_the_type_the_schema_wants_becomes_that_value():
         "sites": {"config": {"d": "16", "k": "4"}, "sites_per_batch": "6"},  # inside anyOf
         "probe": {"C": "fast", "folds": "nan"},
         "selection": {"min_explained_variance": "inf"},
+        "extract": {"checkpoint": "c", "base_model": "b", "problems": "p", "n_problems": "50", "lora_alpha": "32.5"},  # if/then
     }
     type_text_values(config, SCHEMA)
     assert config == {
@@ -25,4 +26,8 @@ def test_text_that_reads_as_the_type_the_schema_wants_becomes_that_value():
         "sites": {"config": {"d": 16, "k": 4}, "sites_per_batch": 6},
         "probe": {"C": "fast", "folds": "nan"},
         "selection": {"min_explained_variance": "inf"},
+        "extract": {"checkpoint": "c", "base_model": "b", "problems": "p", "n_problems": 50, "lora_alpha": 32.5},
     }
+    nothing = {"extract": "null"}
+    type_text_values(nothing, SCHEMA)
+    assert nothing == {"extract": None}
