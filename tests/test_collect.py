@@ -59,7 +59,7 @@ def test_statistics_baselines_and_shared_config(tmp_path):
 def test_warnings_and_undefined_metrics(tmp_path):
     rng = np.random.default_rng(1)
     sites = [(0, 0), (1, 0), (2, 0)]
-    files = [site_file(tmp_path, p, 0, 3, rng) for p, _ in sites]
+    files = [site_file(tmp_path, p, 0, 3, rng, n_train=24, batch_size=8) for p, _ in sites]
     for path, fvu in ((files[1], 0.995), (files[2], None)):  # learned little; a constant site
         doc = json.loads(path.read_text())
         doc["metrics"].update(fvu=fvu, explained_variance_std=None if fvu is None else 1 - fvu)
@@ -69,6 +69,7 @@ def test_warnings_and_undefined_metrics(tmp_path):
     assert [w.split(":")[0] for w in out["warnings"]] == ["position 1, layer 0", "position 2, layer 0"]
     assert "FVU 0.995 > 0.99" in out["warnings"][0] and "do not vary" in out["warnings"][1]
     assert "try sae.recipe: topk" in out["warnings"][0]  # the sites' recipe is the seed's
+    assert "only 9 optimiser steps" in out["warnings"][0]  # 3 epochs of 24 rows in batches of 8
     assert out["statistics"]["fvu"]["n"] == 2 and out["statistics"]["fvu_minus_pca_fvu"]["n"] == 2
     assert "NaN" not in (tmp_path / "all.json").read_text()
 
@@ -81,6 +82,11 @@ def test_a_warning_says_when_an_sae_is_worse_than_the_mean_and_what_to_try():
     assert "explains under 1% of the variance" in little and "try" not in little
     assert warning(0.98, 1.01, "seed") is None
     assert warning(0.995, None).endswith("which the mean-only model predicts")  # its FVU undefined
+    few = warning(1.072, 1.007, "seed", steps=100)  # the demo's default: 25 epochs of 4 batches
+    assert few.endswith("try sae.recipe: topk; it took only 100 optimiser steps (epochs x batches of "
+                        "train.batch_size rows): more epochs (train.epochs) often help")
+    assert "optimiser steps" not in warning(1.072, 1.007, "seed", steps=1000)
+    assert warning(0.98, 1.01, "seed", steps=9) is None  # learned enough: no warning at all
 
 
 def test_the_notes_at_the_end_of_a_run_count_the_warnings_and_the_saes_pca_beats(tmp_path):

@@ -41,7 +41,7 @@ def collect_site_metrics(json_files: list[str | os.PathLike], dataset_json: str 
         config.update({key: None for key, value in config.items() if cfg.get(key) != value})
         position, layer = site["config"]["position"], site["config"]["layer"]
         results.setdefault(str(layer), {})[str(position)] = site["metrics"]
-        base = beside(site["metrics"], baselines, position, layer, cfg["k"], cfg.get("recipe"), str(baselines_json))
+        base = beside(site["metrics"], site["config"], baselines, str(baselines_json))
         compared.setdefault(str(layer), {})[str(position)] = base
         if base["warning"]:
             warnings.append(f"position {position}, layer {layer}: {base['warning']}")

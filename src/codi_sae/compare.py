@@ -15,15 +15,19 @@ from .errors import InputError
 
 BASELINE_METRICS = ("explained_variance", "explained_variance_std", "fvu", "reconstruction_loss")
 LEARNED_LITTLE_FVU = 0.99  # an FVU above this explains under 1% of the variance around the mean
+# Fewer optimiser steps than this, in an SAE that learned little: the warning suggests more epochs.
+# On the demo's sweep site the seed recipe's FVU went 1.07, 0.75, 0.69 after 100, 400, 1000 steps.
+FEW_STEPS = 1000
 DOMINANT_SHARE = 0.5  # a site whose top dimension holds more of its variance: FVU mostly measures that one
 
 
-def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int, recipe: str | None = None,
-           source: str = "the baselines") -> dict:
-    """The baselines of the SAE (``metrics``, with ``k``, trained by ``recipe``) at a site of
-    ``baselines`` (the baselines job's JSON, read from ``source``), flat: ``mean_only_<metric>``,
-    ``top_dimension_share``, ``pca_k``, ``pca_n_components``, ``pca_<metric>``, ``fvu_minus_pca_fvu``,
-    and ``warning`` (null when all is well). Baselines without this site or K raise an InputError."""
+def beside(metrics: dict, config: dict, baselines: dict, source: str = "the baselines") -> dict:
+    """The baselines of the SAE of ``metrics`` and ``config`` (its checkpoint's: position, layer,
+    k, recipe, epochs, batch_size, n_train) at its site of ``baselines`` (the baselines job's JSON,
+    read from ``source``), flat: ``mean_only_<metric>``, ``top_dimension_share``, ``pca_k``,
+    ``pca_n_components``, ``pca_<metric>``, ``fvu_minus_pca_fvu``, and ``warning`` (null when all
+    is well). Baselines without this site or K raise an InputError."""
+    position, layer, k = config["position"], config["layer"], config["k"]
     try:
         site = baselines["sites"][str(layer)][str(position)]
         pca = site["pca"][str(k)]
@@ -37,8 +41,16 @@ def beside(metrics: dict, baselines: dict, position: int, layer: int, k: int, re
     out.update({f"pca_{m}": pca[m] for m in BASELINE_METRICS})
     fvu = metrics["fvu"]
     out["fvu_minus_pca_fvu"] = None if fvu is None or pca["fvu"] is None else fvu - pca["fvu"]
-    out["warning"] = warning(fvu, out["mean_only_fvu"], recipe)
+    out["warning"] = warning(fvu, out["mean_only_fvu"], config.get("recipe"), optimiser_steps(config))
     return out
+
+
+def optimiser_steps(config: dict) -> int | None:
+    """The optimiser steps an SAE took in all (epochs x batches per epoch), from its checkpoint's
+    config; None where it does not say (an older version's file)."""
+    if not all(isinstance(config.get(key), int) for key in ("epochs", "batch_size", "n_train")):
+        return None
+    return config["epochs"] * math.ceil(config["n_train"] / config["batch_size"])
 
 
 def learned_little(fvu: float | None) -> bool:
@@ -46,8 +58,10 @@ def learned_little(fvu: float | None) -> bool:
     return fvu is None or fvu > LEARNED_LITTLE_FVU
 
 
-def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None = None) -> str | None:
-    """Why this SAE's reconstruction should not be trusted, or None; for the seed recipe, what to try."""
+def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None = None,
+            steps: int | None = None) -> str | None:
+    """Why this SAE's reconstruction should not be trusted, or None; for the seed recipe, and for
+    an SAE that took under ``FEW_STEPS`` optimiser ``steps``, what to try."""
     if not learned_little(fvu):
         return None
     if fvu is None:
@@ -62,6 +76,9 @@ def warning(fvu: float | None, mean_only_fvu: float | None, recipe: str | None =
     if recipe == "seed":
         why += ("; the seed recipe (decoder bias not started at the training mean, unscaled inputs) often ends "
                 "here when the activations' means are far from zero: try sae.recipe: topk")
+    if steps is not None and steps < FEW_STEPS:
+        why += (f"; it took only {steps} optimiser steps (epochs x batches of train.batch_size rows): more "
+                "epochs (train.epochs) often help")
     return why
 
 

@@ -98,8 +98,7 @@ def analyze_sweep(metric_files: list[list[str | os.PathLike]], entries: list[dic
             site_rows.append({"entry": entry, "recipe": cfg["recipe"], "d": cfg["latent_dim"], "k": cfg["k"],
                               "sparsity": cfg["k"] / cfg["latent_dim"], "position": cfg["position"],
                               "layer": cfg["layer"], **metrics,
-                              **beside(metrics, baselines, cfg["position"], cfg["layer"], cfg["k"],
-                                       cfg["recipe"], str(baselines_json))})
+                              **beside(metrics, cfg, baselines, str(baselines_json))})
         rows.append(mean_over_sites(site_rows))
         per_site.append(site_rows)
     ranked, qualified = rank_configs(rows, min_ev, metric)
