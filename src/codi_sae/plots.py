@@ -217,16 +217,16 @@ def plot_cross_layer(cross_json: str | os.PathLike, dataset_json: str | os.PathL
     both = both[np.isfinite(both)]
     scale = OVERLAP._replace(limits=(both.min(), both.max())) if both.size else OVERLAP  # one scale for both
 
-    def panel(ax, values, labels, rows: list, cols: list, title: str, xlabel: str, ylabel: str, what: str,
+    def panel(ax, values, labels, rows: list, cols: list, title: str, xlabel: str, ylabel: str, noun: str,
               n: int) -> None:
         # empty with one layer (or position), or no dictionary with a live latent: nothing to compare
-        why = f"the data has one {what[:-1]}" if n == 1 else f"no two consecutive {what} with live latents in the results"
+        why = f"the data has one {noun}" if n == 1 else f"no two consecutive {noun}s with live latents in the results"
         _draw(ax, values, labels, rows, cols, scale, title, xlabel, ylabel, font, f"Nothing to compare: {why}")
 
     panel(left, layers_v, layers_l, layer_pairs, positions, "Layer to next layer, per position", "Thought position",
-          "Layers", "layers", len(dataset.get("layers", ())))
+          "Layers", "layer", len(dataset.get("layers", ())))
     panel(right, pos_v, pos_l, layers, position_pairs, "Position to next position, per layer", "Positions", "Layer",
-          "positions", dataset.get("n_positions"))
+          "position", dataset.get("n_positions"))
     chance = doc["chance"]["mean_max_cosine"]
     heading = (f"{dataset.get('model', 'model')} - dictionary overlap (random directions: {chance:.2f}; "
                "under each cell, the two sites' initial dictionaries)")

@@ -137,7 +137,7 @@ def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_bat
              sum(len(job.sites) for job in jobs), len(jobs), len(batches), workers, per_worker)
 
     def train_batch(item: tuple[GridJob, list[tuple[int, int]], list[tuple[str, str]]]) -> None:
-        # in this thread too: a new thread's OpenMP and MKL start at the machine's core count, and
+        # in this thread: a new thread's OpenMP and MKL start at the machine's core count, and
         # torch applies its setting only at the thread's first op large enough to run in parallel;
         # small matmuls before it then ran on a varying number of threads, rounding differently
         torch.set_num_threads(per_worker)
@@ -166,10 +166,9 @@ def train_grid(train_pt: str, val_pt: str, jobs: list[GridJob], *, sites_per_bat
             log.info("pos %d layer %d, d=%d, k=%d, %s recipe: FVU %s, death rate %.3f -> %s", position, layer,
                      job.latent_dim, job.k, recipe.name, metrics["fvu"], metrics["feature_death_rate"], pt)
 
-    torch.set_num_threads(per_worker)
     try:
         run_in_threads(train_batch, batches, workers)
-    finally:
+    finally:  # the workers' setting is the process's too
         torch.set_num_threads(threads_before)
 
 

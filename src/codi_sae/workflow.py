@@ -56,11 +56,11 @@ def _typed(text: str, types: str | list[str]):
     return text
 
 
-def _leaf_errors(errors):
+def _with_branch_errors(errors):
     """Validation errors, each followed by its branches' errors (those of an ``anyOf`` or ``oneOf``)."""
     for error in errors:
         yield error
-        yield from _leaf_errors(error.context or ())
+        yield from _with_branch_errors(error.context or ())
 
 
 def type_text_values(config: dict, schema: dict) -> None:
@@ -70,7 +70,7 @@ def type_text_values(config: dict, schema: dict) -> None:
     validator = jsonschema.validators.validator_for(schema)(schema)
     while True:
         fixes: dict[tuple, object] = {}
-        for error in _leaf_errors(validator.iter_errors(config)):
+        for error in _with_branch_errors(validator.iter_errors(config)):
             if error.validator == "type" and isinstance(error.instance, str) and error.absolute_path:
                 value = _typed(error.instance, error.validator_value)
                 if not isinstance(value, str):
